@@ -1,0 +1,38 @@
+"""Aporta: a participatory consultation forum for open-government secretariats."""
+
+import os
+
+from flask import Flask
+
+from forum import config, extensions, security, web
+from forum.accounts import cli as accounts_cli
+from forum.accounts import views as accounts_views
+from forum.consultation import cli as consultation_cli
+from forum.consultation import views as consultation_views
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
+STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints, CLI."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=TEMPLATES,
+        static_folder=STATIC,
+    )
+    config.load(app, test_config)
+
+    extensions.init_app(app)
+    security.init_app(app)
+    web.init_app(app)
+
+    app.register_blueprint(consultation_views.bp)
+    app.register_blueprint(consultation_views.admin_bp)
+    app.register_blueprint(accounts_views.bp)
+
+    app.cli.add_command(consultation_cli.consultation_group)
+    app.cli.add_command(consultation_cli.seed_demo)
+    app.cli.add_command(accounts_cli.users_group)
+    return app

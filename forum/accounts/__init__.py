@@ -1,0 +1,1 @@
+"""Accounts: registration with consent, login, password reset, roles."""

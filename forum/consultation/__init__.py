@@ -1,0 +1,1 @@
+"""Consultation: themes, draft commitments, the window, the library, contributions."""

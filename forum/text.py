@@ -1,0 +1,70 @@
+"""The one owner of untrusted text: cleaning, rendering to safe HTML, plain text, spreadsheet cells."""
+
+import html
+import re
+import unicodedata
+
+import bleach
+import markdown
+from bleach.linkifier import DEFAULT_CALLBACKS
+from markupsafe import Markup
+
+ALLOWED_TAGS = frozenset({"p", "br", "ul", "ol", "li", "a", "em", "strong", "code"})
+ALLOWED_ATTRIBUTES = {"a": ["href", "rel"]}
+ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto"})
+LINK_REL = "nofollow ugc noopener"
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def normalise(text: str) -> str:
+    """Strip control characters and trailing space; unify line endings."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL_CHARS.sub("", text)
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def _set_rel(attrs: dict, new: bool = False) -> dict:
+    attrs[(None, "rel")] = LINK_REL
+    return attrs
+
+
+_cleaner = bleach.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    protocols=ALLOWED_PROTOCOLS,
+    strip=True,
+    filters=[
+        lambda source: bleach.linkifier.LinkifyFilter(
+            source, callbacks=[*DEFAULT_CALLBACKS, _set_rel], skip_tags={"code"}
+        )
+    ],
+)
+
+
+def render(text: str) -> Markup:
+    """Markdown-like plain text (paragraphs, lists, links) to clean HTML.
+
+    Raw HTML typed by a person is escaped first, so it shows as text and never runs.
+    """
+    escaped = html.escape(normalise(text), quote=False)
+    converted = markdown.markdown(escaped, output_format="html")
+    return Markup(_cleaner.clean(converted))
+
+
+def plain(text: str) -> str:
+    """Plain text for exports and e-mail: the source text, normalised."""
+    return normalise(text)
+
+
+def spreadsheet_cell(value: str) -> str:
+    """Neutralise a cell that a spreadsheet would run as a formula."""
+    if value and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def slugify(name: str) -> str:
+    """'Seguridad ciudadana' -> 'seguridad-ciudadana'."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in ascii_name.lower()).split())

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import event, text
 from werkzeug.serving import make_server
@@ -46,6 +47,18 @@ def _reset_postgres_schema(app: Flask) -> None:
         connection.execute(text("CREATE SCHEMA public"))
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request gets its own app context, like a real server.
+
+    Tests keep an app context open for factories; without this, requests would share
+    its `g` (CSRF tokens) and its database session.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app(tmp_path_factory) -> Iterator[Flask]:
     instance = tmp_path_factory.mktemp("instance")
@@ -59,6 +72,7 @@ def app(tmp_path_factory) -> Iterator[Flask]:
         }
     )
     app.instance_path = str(instance)
+    app.test_client_class = IsolatedClient
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _reset_postgres_schema(app)
     with app.app_context():

@@ -52,7 +52,7 @@ def _check_body(body: str) -> str:
     body = text.normalise(body)
     limit = current_app.config["COMMENT_MAX_LENGTH"]
     if not body:
-        raise InvalidInput("El aporte está vacío.")
+        raise InvalidInput("Escribe tu aporte antes de enviarlo: está vacío.")
     if len(body) > limit:
         raise InvalidInput(f"El aporte supera los {limit} caracteres ({len(body)}).")
     return body

@@ -16,7 +16,7 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 
 ## Serve the forum with the demo consultation on SQLite (instance/aporta.sqlite3).
 run: $(BIN)/activate
-	$(BIN)/flask db upgrade
+	$(BIN)/flask db upgrade heads
 	$(BIN)/flask seed-demo --if-empty
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
@@ -30,7 +30,7 @@ test-postgres: $(BIN)/activate
 
 ## Production: apply migrations explicitly, then serve with gunicorn (see README).
 migrate: $(BIN)/activate
-	$(BIN)/flask db upgrade
+	$(BIN)/flask db upgrade heads
 
 serve: $(BIN)/activate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app

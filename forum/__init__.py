@@ -9,6 +9,12 @@ from forum.accounts import cli as accounts_cli
 from forum.accounts import views as accounts_views
 from forum.consultation import cli as consultation_cli
 from forum.consultation import views as consultation_views
+from forum.export import cli as export_cli
+from forum.export import views as export_views
+from forum.ingest import cli as ingest_cli
+from forum.ingest import views as ingest_views
+from forum.moderation import cli as moderation_cli
+from forum.moderation import views as moderation_views
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
 STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
@@ -31,8 +37,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(consultation_views.bp)
     app.register_blueprint(consultation_views.admin_bp)
     app.register_blueprint(accounts_views.bp)
+    app.register_blueprint(moderation_views.bp)
+    app.register_blueprint(export_views.bp)
+    app.register_blueprint(ingest_views.bp)
 
     app.cli.add_command(consultation_cli.consultation_group)
     app.cli.add_command(consultation_cli.seed_demo)
     app.cli.add_command(accounts_cli.users_group)
+    app.cli.add_command(moderation_cli.moderation_group)
+    app.cli.add_command(export_cli.export_group)
+    app.cli.add_command(ingest_cli.ingest_group)
     return app

@@ -15,6 +15,7 @@ ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto"})
 LINK_REL = "nofollow ugc noopener"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 
 
 def normalise(text: str) -> str:
@@ -47,9 +48,20 @@ def render(text: str) -> Markup:
 
     Raw HTML typed by a person is escaped first, so it shows as text and never runs.
     """
-    escaped = html.escape(normalise(text), quote=False)
+    escaped = html.escape(_separate_lists(normalise(text)), quote=False)
     converted = markdown.markdown(escaped, output_format="html")
     return Markup(_cleaner.clean(converted))
+
+
+def _separate_lists(text: str) -> str:
+    """People start a list right under a sentence; Markdown wants a blank line first."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for line in lines:
+        if _LIST_ITEM.match(line) and out and out[-1].strip() and not _LIST_ITEM.match(out[-1]):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
 
 
 def plain(text: str) -> str:

@@ -76,7 +76,7 @@ def app(tmp_path_factory) -> Iterator[Flask]:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _reset_postgres_schema(app)
     with app.app_context():
-        upgrade()
+        upgrade(revision="heads")
     yield app
     with app.app_context():
         db.engine.dispose()

@@ -52,3 +52,9 @@ def test_spreadsheet_cells_never_start_a_formula(value):
 def test_slugify():
     assert text.slugify("Seguridad ciudadana") == "seguridad-ciudadana"
     assert text.slugify("Educación") == "educacion"
+
+
+def test_a_list_right_under_a_sentence_is_still_a_list():
+    html = str(text.render("Proponemos:\n- uno\n- dos\n1. tres"))
+    assert "<p>Proponemos:</p>" in html
+    assert "<li>uno</li>" in html and "<li>dos</li>" in html

@@ -35,6 +35,8 @@ class Consultation(db.Model):
     contact_email: Mapped[str] = mapped_column(String(254), default="")
     contact_address: Mapped[str] = mapped_column(String(200), default="")
     contact_hours: Mapped[str] = mapped_column(String(200), default="")
+    # Set by an admin after the window closes: dispositions and responses become public.
+    responses_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     themes: Mapped[list["Theme"]] = relationship(
@@ -181,11 +183,21 @@ class Contribution(db.Model):
     moderation_state: Mapped[str] = mapped_column(String(20), default="visible")
     hidden_reason: Mapped[str] = mapped_column(String(80), default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # E-mail forwarded by staff: the staff member's address (the author is the citizen).
+    forwarded_by: Mapped[str] = mapped_column(String(254), default="")
+    # Moderation and systematisation (forum.moderation): the same row, so one table to read.
+    hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hidden_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    moderator_note: Mapped[str] = mapped_column(Text, default="")
+    synthesis: Mapped[str] = mapped_column(Text, default="")
+    disposition: Mapped[str] = mapped_column(String(30), default="pendiente", index=True)
+    response: Mapped[str] = mapped_column(Text, default="")
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("contribution_groups.id"), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
 
-    author: Mapped[User | None] = relationship()
+    author: Mapped[User | None] = relationship(foreign_keys=[author_id])
     draft: Mapped[Draft | None] = relationship()
     theme: Mapped[Theme | None] = relationship()
     parent: Mapped["Contribution | None"] = relationship(

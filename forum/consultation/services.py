@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from forum import clock, text
 from forum.accounts.models import User
@@ -30,6 +30,18 @@ SHOWN_LEVELS = 3  # replies deeper than this are attached to the deepest shown l
 def current_consultation() -> Consultation | None:
     """The consultation the home page shows: the one that opened last."""
     return db.session.scalar(select(Consultation).order_by(Consultation.opens_at.desc()).limit(1))
+
+
+def themes_with_drafts(consultation: Consultation) -> list[Theme]:
+    """The consultation's themes in order, their drafts loaded in the same round trip."""
+    return list(
+        db.session.scalars(
+            select(Theme)
+            .options(selectinload(Theme.drafts))
+            .where(Theme.consultation_id == consultation.id)
+            .order_by(Theme.position)
+        )
+    )
 
 
 def set_window(consultation: Consultation, opens_at: datetime, closes_at: datetime, actor: str) -> None:
@@ -111,6 +123,7 @@ def add_contribution(
     author_email: str = "",
     parent: Contribution | None = None,
     idempotency_key: str | None = None,
+    forwarded_by: str = "",
 ) -> Contribution:
     """Store a contribution from any channel. Every channel goes through here."""
     body = _check_body(body)
@@ -132,6 +145,7 @@ def add_contribution(
         received_at=received_at,
         is_late=received_at >= consultation.closes_at,
         idempotency_key=idempotency_key,
+        forwarded_by=forwarded_by.lower(),
     )
     db.session.add(contribution)
     _touch_thread(contribution.draft_id)

@@ -67,8 +67,8 @@ def home():
     return render_template(
         "consultation/home.html",
         consultation=consultation,
+        themes=services.themes_with_drafts(consultation),
         counts=services.contribution_counts_by_theme(consultation),
-        now=clock.now(),
     )
 
 

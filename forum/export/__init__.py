@@ -1,0 +1,1 @@
+"""Exports and participation figures: the contributions table, packs, open data, dashboard."""

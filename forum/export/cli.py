@@ -1,0 +1,8 @@
+"""`flask export ...`."""
+
+import click
+
+
+@click.group("export")
+def export_group():
+    """Export the contributions table and summaries."""

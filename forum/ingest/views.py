@@ -1,0 +1,5 @@
+"""Moderators' ingest pages: upload, triage, quarantine, original messages."""
+
+from flask import Blueprint
+
+bp = Blueprint("ingest", __name__, url_prefix="/moderacion/correo")

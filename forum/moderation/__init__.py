@@ -1,0 +1,1 @@
+"""Moderation and systematisation: the queue, tags, hiding, groups, responses, audit."""

@@ -1,0 +1,8 @@
+"""`flask moderation ...`."""
+
+import click
+
+
+@click.group("moderation")
+def moderation_group():
+    """Moderation tasks from the command line."""

@@ -166,7 +166,9 @@ def contribution_count() -> int:
 def test_new_participant_registers_comments_and_replies(open_session, live_server):
     make_consultation("open")
     other = make_user(name="Ana Quispe", organisation="Red de Agua")
-    existing = make_comment(draft("SAN-1"), other, "Propongo publicar los datos de calidad del agua.")
+    existing = make_comment(
+        draft("SAN-1"), other, "Propongo publicar los datos de calidad del agua."
+    )
     commit()
     existing_id, other_email = existing.id, other.email
     new_email = "rosa.mamani@correo.example"
@@ -450,7 +452,9 @@ def test_log_in_and_comment_without_javascript(open_session, live_server):
     page = session.page
 
     # Prove scripts really are off in this context.
-    page.set_content("<p id='js'>apagado</p><script>document.getElementById('js').textContent='x'</script>")
+    page.set_content(
+        "<p id='js'>apagado</p><script>document.getElementById('js').textContent='x'</script>"
+    )
     expect(page.locator("#js")).to_have_text("apagado")
 
     log_in(page, user.email)

@@ -40,7 +40,12 @@ class RegistrationForm(FlaskForm):
     region = SelectField(
         "Región", choices=_choices(REGIONS), validators=[InputRequired("Elige tu región.")]
     )
-    is_name_public = BooleanField("Mostrar mi nombre junto a mis aportes", default=True)
+    is_name_public = BooleanField(
+        "Mostrar mi nombre junto a mis aportes",
+        default=True,
+        description="Si no marcas esta casilla, tus aportes aparecerán como «Participante» "
+        "seguido de un número.",
+    )
     consent = BooleanField(
         "Acepto el tratamiento de mis datos personales para los fines indicados",
         validators=[InputRequired("Para registrarte debes aceptar el tratamiento de tus datos.")],

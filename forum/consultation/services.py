@@ -70,7 +70,8 @@ def _check_body(body: str) -> str:
     return body
 
 
-def _touch_thread(draft_id: int | None) -> None:
+def touch_thread(draft_id: int | None) -> None:
+    """Mark a draft's threads as changed, so their cached rendering is not served again."""
     if draft_id is not None:
         db.session.execute(
             update(Draft).where(Draft.id == draft_id).values(thread_version=Draft.thread_version + 1)
@@ -148,7 +149,7 @@ def add_contribution(
         forwarded_by=forwarded_by.lower(),
     )
     db.session.add(contribution)
-    _touch_thread(contribution.draft_id)
+    touch_thread(contribution.draft_id)
     db.session.flush()
     log.info(
         "contribution %s added via %s by user %s",
@@ -180,7 +181,7 @@ def edit_comment(contribution: Contribution, user: User, body: str) -> None:
     contribution.body = _check_body(body)
     contribution.body_html = str(text.render(contribution.body))
     contribution.edited_at = clock.now()
-    _touch_thread(contribution.draft_id)
+    touch_thread(contribution.draft_id)
     db.session.flush()
     log.info("contribution %s edited by user %s", contribution.id, user.id)
 

@@ -4,7 +4,7 @@ import os
 
 from flask import Flask
 
-from forum import config, extensions, security, web
+from forum import backup, config, extensions, logs, security, web
 from forum.accounts import cli as accounts_cli
 from forum.accounts import views as accounts_views
 from forum.consultation import cli as consultation_cli
@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     config.load(app, test_config)
 
+    logs.init_app(app)
     extensions.init_app(app)
     security.init_app(app)
     web.init_app(app)
@@ -47,4 +48,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.cli.add_command(moderation_cli.moderation_group)
     app.cli.add_command(export_cli.export_group)
     app.cli.add_command(ingest_cli.ingest_group)
+    app.cli.add_command(backup.backup_command)
+    app.cli.add_command(backup.restore_command)
     return app

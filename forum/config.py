@@ -15,6 +15,7 @@ class Defaults:
     SQLALCHEMY_DATABASE_URI = "sqlite:///aporta.sqlite3"  # relative to the instance folder
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+    SEND_FILE_MAX_AGE_DEFAULT = 3600  # static files: one hour, revalidated by ETag
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -36,12 +37,15 @@ class Defaults:
     SMTP_PASSWORD = ""
     SMTP_STARTTLS = False
     PASSWORD_RESET_MAX_AGE = 3600  # seconds
+    REQUIRE_EMAIL_VERIFICATION = False  # forced on in production
+    EMAIL_VERIFICATION_MAX_AGE = 3 * 86400  # seconds
     COMMENT_MAX_LENGTH = 5000
     COMMENT_EDIT_MINUTES = 15
     THREADS_PER_PAGE = 20
     VISIT_FLUSH_SECONDS = 30
     VISIT_FLUSH_HITS = 200
-    LOGIN_LIMIT = "10 per minute;50 per hour"
+    LOGIN_LIMIT = "10 per minute;50 per hour"  # per address
+    LOGIN_ACCOUNT_LIMIT = "5 per minute;20 per hour"  # failed logins per account
     REGISTER_LIMIT = "5 per minute;30 per hour"
     RESET_LIMIT = "5 per minute;20 per hour"
     POST_LIMIT = "10 per minute;100 per hour"
@@ -70,6 +74,7 @@ def load(app: Flask, test_config: dict | None) -> None:
             )
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
+        app.config["REQUIRE_EMAIL_VERIFICATION"] = True
 
 
 def _normalise_database_url(url: str, instance_path: str) -> str:

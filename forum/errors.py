@@ -25,3 +25,11 @@ class ConsultationNotOpen(ForumError):
 
 class InvalidInput(ForumError):
     status = 400
+
+
+class EmailNotVerified(ForumError):
+    status = 403
+    message = (
+        "Antes de publicar, confirma tu correo electrónico con el enlace que te enviamos. "
+        "Si no lo encuentras, pide uno nuevo desde tu cuenta."
+    )

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from forum import clock
 from forum.accounts.models import CONSENT_VERSION, ROLES, User
+from forum.consultation.services import link_email_contributions
 from forum.errors import InvalidInput
 from forum.extensions import db
 from forum.mail import send_mail
@@ -15,6 +16,7 @@ from forum.mail import send_mail
 log = logging.getLogger(__name__)
 
 RESET_SALT = "aporta-password-reset"
+VERIFY_SALT = "aporta-email-verification"
 
 
 class EmailTaken(InvalidInput):
@@ -68,13 +70,63 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RESET_SALT)
+def _serializer(salt: str = RESET_SALT) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
 
 
 def password_reset_token(user: User) -> str:
     """A signed token; it dies with the next password change (the session token rotates)."""
     return _serializer().dumps({"id": user.id, "s": user.session_token})
+
+
+def send_email_verification(user: User) -> None:
+    """Mail a link that proves the person reads this address."""
+    token = _serializer(VERIFY_SALT).dumps({"id": user.id, "e": user.email})
+    link = url_for("accounts.verify_email", token=token, _external=True)
+    days = current_app.config["EMAIL_VERIFICATION_MAX_AGE"] // 86400
+    send_mail(
+        user.email,
+        "Aporta: confirma tu correo electrónico",
+        f"Hola, {user.name}:\n\n"
+        f"Para confirmar tu correo y poder publicar aportes, abre este enlace (vale {days} días):"
+        f"\n\n{link}\n\n"
+        "Si no creaste una cuenta en Aporta, ignora este mensaje.\n",
+    )
+    log.info("verification mailed to user %s", user.id)
+
+
+def verify_email(token: str) -> User | None:
+    """Mark the address of a valid token as verified and return its user, or None."""
+    try:
+        data = _serializer(VERIFY_SALT).loads(
+            token, max_age=current_app.config["EMAIL_VERIFICATION_MAX_AGE"]
+        )
+    except (BadSignature, SignatureExpired):
+        return None
+    user = db.session.get(User, data.get("id"))
+    if user is None or user.email != data.get("e"):
+        return None
+    if user.email_verified_at is None:
+        user.email_verified_at = clock.now()
+        linked = link_email_contributions(user)
+        db.session.flush()
+        log.info("user %s verified their address; %s e-mail contributions linked", user.id, linked)
+    return user
+
+
+def notify_existing_account(email: str) -> None:
+    """Someone registered with an address that has an account: tell its owner, not them."""
+    user = find_user_by_email(email)
+    if user is None:
+        return
+    link = url_for("accounts.forgot_password", _external=True)
+    send_mail(
+        user.email,
+        "Aporta: ya tienes una cuenta",
+        f"Hola, {user.name}:\n\nAlguien intentó crear una cuenta nueva con este correo. "
+        f"Ya tienes una; si olvidaste tu contraseña, puedes elegir otra aquí:\n\n{link}\n\n"
+        "Si no fuiste tú, ignora este mensaje.\n",
+    )
 
 
 def send_password_reset(email: str) -> None:

@@ -11,6 +11,11 @@ from forum.extensions import db, limiter, login
 
 bp = Blueprint("accounts", __name__, url_prefix="/cuenta")
 
+CHECK_YOUR_MAIL = (
+    "Te enviamos un correo para confirmar tu dirección. Abre el enlace que contiene para "
+    "poder publicar aportes (revisa también la carpeta de correo no deseado)."
+)
+
 
 @login.user_loader
 def _load_user(session_token: str):
@@ -27,6 +32,7 @@ def register():
     """Create an account, with consent to the processing of personal data."""
     form = RegistrationForm()
     if form.validate_on_submit():
+        verification_required = current_app.config["REQUIRE_EMAIL_VERIFICATION"]
         try:
             user = services.register_user(
                 name=form.name.data,
@@ -37,18 +43,56 @@ def register():
                 region=form.region.data,
                 is_name_public=form.is_name_public.data,
             )
-        except ForumError as error:
-            form.email.errors.append(error.message)
+        except services.EmailTaken as error:
+            if not verification_required:
+                form.email.errors.append(error.message)
+                return render_template("accounts/register.html", form=form), 422
+            # Same answer as a new account: whether an address is registered stays private.
+            services.notify_existing_account(form.email.data)
+            flash(CHECK_YOUR_MAIL, "info")
+            return redirect(url_for("accounts.login_view"))
+        db.session.commit()
+        services.send_email_verification(user)
+        login_user(user)
+        if verification_required:
+            flash(CHECK_YOUR_MAIL, "info")
         else:
-            db.session.commit()
-            login_user(user)
             flash("Tu cuenta está lista. Ya puedes comentar los borradores.", "success")
-            return redirect(safe_next(request.args.get("next"), url_for("consultation.home")))
+        return redirect(safe_next(request.args.get("next"), url_for("consultation.home")))
     return render_template("accounts/register.html", form=form), 200 if not form.errors else 422
+
+
+@bp.route("/confirmar/<token>")
+def verify_email(token: str):
+    """Confirm the e-mail address from the mailed link."""
+    user = services.verify_email(token)
+    if user is None:
+        flash("El enlace de confirmación no es válido o ya venció. Pide uno nuevo.", "error")
+        return redirect(url_for("consultation.home"))
+    db.session.commit()
+    flash("Tu correo quedó confirmado. Ya puedes publicar aportes.", "success")
+    return redirect(url_for("consultation.home"))
+
+
+@bp.route("/confirmar", methods=["POST"])
+@login_required
+@_limit("RESET_LIMIT")
+def resend_verification():
+    """Send the confirmation link again."""
+    if current_user.email_verified_at is None:
+        services.send_email_verification(current_user)
+    flash(CHECK_YOUR_MAIL, "info")
+    return redirect(url_for("consultation.home"))
 
 
 @bp.route("/entrar", methods=["GET", "POST"])
 @_limit("LOGIN_LIMIT")
+@limiter.limit(
+    lambda: current_app.config["LOGIN_ACCOUNT_LIMIT"],
+    key_func=lambda: "login-account:" + request.form.get("email", "").strip().lower(),
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code != 302,
+)
 def login_view():
     """Log in with e-mail and password."""
     form = LoginForm()

@@ -19,7 +19,7 @@ from forum.consultation.models import (
     FaqEntry,
     Theme,
 )
-from forum.errors import InvalidInput, NotAllowed
+from forum.errors import EmailNotVerified, InvalidInput, NotAllowed
 from forum.extensions import db
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ def add_comment(
 ) -> Contribution:
     """Post a forum comment (or a reply) while the consultation is open."""
     draft.consultation.require_open()
+    if current_app.config["REQUIRE_EMAIL_VERIFICATION"] and author.email_verified_at is None:
+        raise EmailNotVerified()
     if parent is not None and parent.draft_id != draft.id:
         raise InvalidInput("La respuesta no corresponde a este borrador.")
     existing = find_by_idempotency_key(idempotency_key)
@@ -158,6 +160,16 @@ def add_contribution(
         author.id if author else "-",
     )
     return contribution
+
+
+def link_email_contributions(user: User) -> int:
+    """Give a verified account the e-mail contributions sent from its address."""
+    result = db.session.execute(
+        update(Contribution)
+        .where(Contribution.author_id.is_(None), func.lower(Contribution.author_email) == user.email)
+        .values(author_id=user.id)
+    )
+    return result.rowcount
 
 
 def can_edit(contribution: Contribution, user: User) -> bool:

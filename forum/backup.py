@@ -48,7 +48,12 @@ def backup_database(path: str) -> None:
     elif url.get_backend_name() == "postgresql":
         args, env = _pg_args(url)
         _require("pg_dump")
-        subprocess.run(["pg_dump", "--format=custom", "--file", path, *args], env=env, check=True)
+        # pg_dump from PATH on purpose (the Debian client matching the server); no shell.
+        subprocess.run(  # noqa: S603
+            ["pg_dump", "--format=custom", "--file", path, *args],  # noqa: S607
+            env=env,
+            check=True,
+        )
     else:
         raise click.ClickException(f"Base de datos no soportada: {url.get_backend_name()}")
 
@@ -70,8 +75,16 @@ def restore_database(path: str) -> None:
     elif url.get_backend_name() == "postgresql":
         args, env = _pg_args(url)
         _require("pg_restore")
-        subprocess.run(
-            ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", *args, path],
+        subprocess.run(  # noqa: S603
+            [  # noqa: S607
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                *args,
+                path,
+            ],
             env=env,
             check=True,
         )
@@ -87,7 +100,9 @@ def _require(program: str) -> None:
 
 
 @click.command("backup")
-@click.option("--out", "path", type=click.Path(dir_okay=False, writable=True), help="Archivo destino")
+@click.option(
+    "--out", "path", type=click.Path(dir_okay=False, writable=True), help="Archivo destino"
+)
 @with_appcontext
 def backup_command(path: str | None) -> None:
     """Write a consistent snapshot of the database."""

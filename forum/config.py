@@ -4,7 +4,7 @@ import os
 
 from flask import Flask
 
-DEV_SECRET_KEY = "dev-only-not-secret"
+DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 (refused in production)
 
 
 class Defaults:

@@ -73,9 +73,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return _error_page(400, "La página caducó o el formulario no es válido. "
-                                "Vuelve a cargar la página y envíalo de nuevo; lo que escribiste "
-                                "sigue en tu navegador si usas el botón «Atrás».")
+        return _error_page(
+            400,
+            "La página caducó o el formulario no es válido. "
+            "Vuelve a cargar la página y envíalo de nuevo; lo que escribiste "
+            "sigue en tu navegador si usas el botón «Atrás».",
+        )
 
     @app.errorhandler(ForumError)
     def forum_error(error: ForumError):
@@ -104,7 +107,9 @@ def init_app(app: Flask) -> None:
 def _error_page(status: int, message: str | None):
     title = ERROR_TITLES.get(status, "Error")
     try:
-        page = render_template("errors/error.html", status=status, title=title, message=message or title)
+        page = render_template(
+            "errors/error.html", status=status, title=title, message=message or title
+        )
     except Exception:  # the layout itself failed (e.g. the database is down): plain text
         log.exception("error page could not be rendered")
         page = f"{title}. {message or ''}"

@@ -51,13 +51,21 @@ def make_consultation(state: str = "open", slug: str = "paga-prueba") -> Consult
                 "slug": "saneamiento",
                 "name": "Saneamiento",
                 "drafts": [
-                    {"code": "SAN-1", "title": "Sistema de información de saneamiento",
-                     "responsible_institution": "Ministerio de Vivienda",
-                     "ogp_values": ["Transparencia"], "products": ["Plataforma"]},
+                    {
+                        "code": "SAN-1",
+                        "title": "Sistema de información de saneamiento",
+                        "responsible_institution": "Ministerio de Vivienda",
+                        "ogp_values": ["Transparencia"],
+                        "products": ["Plataforma"],
+                    },
                     {"code": "SAN-2", "title": "Repositorio de estudios"},
                 ],
             },
-            {"slug": "salud", "name": "Salud", "drafts": [{"code": "SAL-1", "title": "Salud abierta"}]},
+            {
+                "slug": "salud",
+                "name": "Salud",
+                "drafts": [{"code": "SAL-1", "title": "Salud abierta"}],
+            },
         ],
     }
     created = consultation.import_consultation(data, actor="test")
@@ -70,7 +78,9 @@ def draft(code: str = "SAN-1") -> Draft:
     return db.session.scalar(db.select(Draft).where(Draft.code == code))
 
 
-def make_comment(target: Draft, author: User, body: str = "Un aporte.", parent=None) -> Contribution:
+def make_comment(
+    target: Draft, author: User, body: str = "Un aporte.", parent=None
+) -> Contribution:
     return consultation.add_contribution(
         consultation=target.consultation,
         draft=target,

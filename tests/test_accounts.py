@@ -183,8 +183,12 @@ def test_password_reset_by_mailed_link(client, outbox):
 def test_password_reset_answers_the_same_for_unknown_addresses(client, outbox):
     make_user(email="ana@correo.example")
     db.session.commit()
-    known = form_post(client, "/cuenta/contrasena/olvido", None, {"email": "ana@correo.example"}, follow=True)
-    unknown = form_post(client, "/cuenta/contrasena/olvido", None, {"email": "x@correo.example"}, follow=True)
+    known = form_post(
+        client, "/cuenta/contrasena/olvido", None, {"email": "ana@correo.example"}, follow=True
+    )
+    unknown = form_post(
+        client, "/cuenta/contrasena/olvido", None, {"email": "x@correo.example"}, follow=True
+    )
     assert "Si existe una cuenta" in known.get_data(as_text=True)
     assert "Si existe una cuenta" in unknown.get_data(as_text=True)
     assert len(outbox()) == 1
@@ -209,7 +213,9 @@ def test_password_change_ends_other_sessions(app, client, outbox):
 
     form_post(client, "/cuenta/contrasena/olvido", None, {"email": "ana@correo.example"})
     link = _reset_link(outbox()[0])
-    form_post(client, link, None, {"password": "otra-clave-larga", "password_confirm": "otra-clave-larga"})
+    form_post(
+        client, link, None, {"password": "otra-clave-larga", "password_confirm": "otra-clave-larga"}
+    )
     assert "Salir (" not in other_device.get("/").get_data(as_text=True)
 
 
@@ -220,8 +226,13 @@ def test_public_pages_never_show_an_email_address(client):
     first = make_comment(get_draft(), author, "Mi aporte público.")
     reply = make_comment(get_draft(), shy, "Respuesta discreta.", parent=first)
     db.session.commit()
-    for url in ["/", "/consultas/paga-prueba/temas/saneamiento",
-                "/consultas/paga-prueba/borradores/SAN-1", f"/aportes/{first.id}", f"/aportes/{reply.id}"]:
+    for url in [
+        "/",
+        "/consultas/paga-prueba/temas/saneamiento",
+        "/consultas/paga-prueba/borradores/SAN-1",
+        f"/aportes/{first.id}",
+        f"/aportes/{reply.id}",
+    ]:
         html = client.get(url).get_data(as_text=True)
         assert "secreta.persona" not in html and "timida@" not in html
         assert "Nombre Oculto" not in html
@@ -232,15 +243,34 @@ def test_public_pages_never_show_an_email_address(client):
 
 def test_users_create_command_makes_a_moderator(runner):
     result = runner.invoke(
-        args=["users", "create", "--role", "moderator", "--email", "Mod@SGP.example.gob.pe",
-              "--name", "Moderadora", "--password", "clave-moderadora-1"]
+        args=[
+            "users",
+            "create",
+            "--role",
+            "moderator",
+            "--email",
+            "Mod@SGP.example.gob.pe",
+            "--name",
+            "Moderadora",
+            "--password",
+            "clave-moderadora-1",
+        ]
     )
     assert result.exit_code == 0, result.output
     user = db.session.scalar(select(User))
     assert user.role == "moderator" and user.email == "mod@sgp.example.gob.pe"
     assert user.check_password("clave-moderadora-1")
     again = runner.invoke(
-        args=["users", "create", "--email", "mod@sgp.example.gob.pe", "--name", "X", "--password", "clave-larga-123"]
+        args=[
+            "users",
+            "create",
+            "--email",
+            "mod@sgp.example.gob.pe",
+            "--name",
+            "X",
+            "--password",
+            "clave-larga-123",
+        ]
     )
     assert again.exit_code != 0 and "Ya existe una cuenta" in again.output
 

@@ -45,7 +45,9 @@ def test_admin_window_errors_keep_the_values(client):
     assert 'value="2017-10-06T08:00"' in html
 
 
-@pytest.mark.parametrize("email, status", [(None, 302), ("vecino@correo.example", 403), ("mod@sgp.example.gob.pe", 403)])
+@pytest.mark.parametrize(
+    "email, status", [(None, 302), ("vecino@correo.example", 403), ("mod@sgp.example.gob.pe", 403)]
+)
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_only_admins_reach_the_window(client, email, status, method):
     if email:
@@ -64,5 +66,7 @@ def test_only_admins_reach_the_window(client, email, status, method):
 
 def test_forged_post_with_a_valid_session_token_is_still_refused_to_a_citizen(client):
     login(client, "vecino@correo.example")
-    response = form_post(client, "/", WINDOW_URL, {"opens_at": "2017-09-22T08:00", "closes_at": "2017-10-06T23:59"})
+    response = form_post(
+        client, "/", WINDOW_URL, {"opens_at": "2017-09-22T08:00", "closes_at": "2017-10-06T23:59"}
+    )
     assert response.status_code == 403

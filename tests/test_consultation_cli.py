@@ -10,7 +10,14 @@ from forum.consultation.models import Consultation, Contribution, Draft, Theme
 from forum.extensions import db
 from tests.factories import make_consultation
 
-THEME_ORDER = ["Salud", "Educación", "Ambiente", "Infraestructura", "Saneamiento", "Seguridad ciudadana"]
+THEME_ORDER = [
+    "Salud",
+    "Educación",
+    "Ambiente",
+    "Infraestructura",
+    "Saneamiento",
+    "Seguridad ciudadana",
+]
 
 
 def count(model) -> int:
@@ -30,10 +37,14 @@ def test_seed_demo_loads_the_2017_2019_consultation_open_now(runner, client):
     assert {"SAN-1", "SAN-2", "SAN-3", "SEG-4", "INF-6", "AMB-1"} <= codes
     salud = [d for d in db.session.scalars(select(Draft)) if d.code.startswith("SAL")]
     assert salud and all(d.is_illustrative for d in salud)
-    assert not any(d.is_illustrative for d in db.session.scalars(select(Draft)) if not d.code.startswith("SAL"))
+    assert not any(
+        d.is_illustrative for d in db.session.scalars(select(Draft)) if not d.code.startswith("SAL")
+    )
     assert count(Contribution) >= 20
     assert "2017" in consultation.description  # the 2017 dates are kept in the text
-    assert "ficticio" in client.get("/consultas/paga-2017-2019/borradores/SAN-1").get_data(as_text=True)
+    assert "ficticio" in client.get("/consultas/paga-2017-2019/borradores/SAN-1").get_data(
+        as_text=True
+    )
 
 
 def test_seed_demo_if_empty_runs_once(runner):
@@ -60,10 +71,13 @@ def test_load_csv_adds_drafts_to_a_consultation(runner, tmp_path):
     path.write_text(
         "theme,code,title,problem,commitment,products,responsible_institution,resources,deadline,contact,ogp_values\n"
         'Educación,EDU-9,"Datos abiertos de colegios","Falta información","Publicar datos",'
-        '"Portal | Catálogo",MINEDU,Presupuesto,Diciembre 2019,Oficina de datos,"Transparencia, Rendición de cuentas"\n',
+        '"Portal | Catálogo",MINEDU,Presupuesto,Diciembre 2019,Oficina de datos,'
+        '"Transparencia, Rendición de cuentas"\n',
         encoding="utf-8-sig",
     )
-    result = runner.invoke(args=["consultation", "load", str(path), "--consultation", "paga-prueba"])
+    result = runner.invoke(
+        args=["consultation", "load", str(path), "--consultation", "paga-prueba"]
+    )
     assert result.exit_code == 0, result.output
     edu = db.session.scalar(select(Draft).where(Draft.code == "EDU-9"))
     assert edu.theme.slug == "educacion" and edu.product_list == ["Portal", "Catálogo"]
@@ -84,14 +98,23 @@ def test_load_rejects_a_bad_file_with_a_clear_message(runner, tmp_path):
         encoding="utf-8",
     )
     result = runner.invoke(args=["consultation", "load", str(bad_value)])
-    assert result.exit_code != 0 and "valores de gobierno abierto desconocidos: Magia" in result.output
+    assert (
+        result.exit_code != 0 and "valores de gobierno abierto desconocidos: Magia" in result.output
+    )
 
 
 def test_set_window_in_lima_time(runner):
     make_consultation()
     db.session.commit()
     result = runner.invoke(
-        args=["consultation", "set-window", "--opens", "2017-09-22T08:00", "--closes", "2017-10-06T23:59"]
+        args=[
+            "consultation",
+            "set-window",
+            "--opens",
+            "2017-09-22T08:00",
+            "--closes",
+            "2017-10-06T23:59",
+        ]
     )
     assert result.exit_code == 0, result.output
     assert "abre 2017-09-22 08:00 y cierra 2017-10-06 23:59 (hora de Lima)" in result.output
@@ -105,8 +128,17 @@ def test_set_window_refuses_nonsense(runner):
     make_consultation()
     db.session.commit()
     backwards = runner.invoke(
-        args=["consultation", "set-window", "--opens", "2017-10-06T08:00", "--closes", "2017-09-22T08:00"]
+        args=[
+            "consultation",
+            "set-window",
+            "--opens",
+            "2017-10-06T08:00",
+            "--closes",
+            "2017-09-22T08:00",
+        ]
     )
     assert backwards.exit_code != 0 and "El cierre debe ser posterior" in backwards.output
-    garbage = runner.invoke(args=["consultation", "set-window", "--opens", "mañana", "--closes", "luego"])
+    garbage = runner.invoke(
+        args=["consultation", "set-window", "--opens", "mañana", "--closes", "luego"]
+    )
     assert garbage.exit_code != 0 and "Fecha no válida" in garbage.output

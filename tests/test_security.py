@@ -1,8 +1,8 @@
-"""Security by default: headers, cookies, secrets, throttling, verification, shared limits, backups."""
+"""Security by default: headers, cookies, secrets, throttling, verification, limits, backups."""
 
 import os
+import shutil
 import socket
-import subprocess
 from email import message_from_bytes, policy
 
 import pytest
@@ -37,7 +37,9 @@ def production_app(app):
         db.engine.dispose()
 
 
-@pytest.mark.parametrize("url", ["/", "/cuenta/entrar", "/static/aporta.css", "/no-existe", "/healthz"])
+@pytest.mark.parametrize(
+    "url", ["/", "/cuenta/entrar", "/static/aporta.css", "/no-existe", "/healthz"]
+)
 def test_security_headers_on_every_response(client, url):
     response = client.get(url)
     response.close()
@@ -69,7 +71,9 @@ def test_static_files_are_cacheable_and_pages_are_not_stored_for_users(client):
 
 def test_request_id_from_a_proxy_is_kept_only_when_sane(client):
     assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    forged = client.get("/", headers={"X-Request-ID": "<script>" + "x" * 80}).headers["X-Request-ID"]
+    forged = client.get("/", headers={"X-Request-ID": "<script>" + "x" * 80}).headers[
+        "X-Request-ID"
+    ]
     assert "<" not in forged and len(forged) == 32
 
 
@@ -89,8 +93,12 @@ def test_production_cookies_are_secure_httponly_and_samesite(production_app):
         "/cuenta/entrar",
         base_url="https://localhost",
         headers={"Referer": "https://localhost/cuenta/entrar"},
-        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "email": "ana@correo.example",
-              "password": PASSWORD, "remember": "y"},
+        data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+            "email": "ana@correo.example",
+            "password": PASSWORD,
+            "remember": "y",
+        },
     )
     assert response.status_code == 302
     cookies = response.headers.getlist("Set-Cookie")
@@ -114,12 +122,17 @@ def test_failed_logins_are_throttled_per_account_across_addresses(app, client):
     for n in range(4):
         other = app.test_client()
         page = other.get("/cuenta/entrar", environ_base={"REMOTE_ADDR": f"10.0.0.{n}"})
-        codes.append(other.post(
-            "/cuenta/entrar",
-            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
-            data={"csrf_token": csrf_token(page.get_data(as_text=True)),
-                  "email": "ANA@correo.example", "password": "equivocada-1"},
-        ).status_code)
+        codes.append(
+            other.post(
+                "/cuenta/entrar",
+                environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+                data={
+                    "csrf_token": csrf_token(page.get_data(as_text=True)),
+                    "email": "ANA@correo.example",
+                    "password": "equivocada-1",
+                },
+            ).status_code
+        )
     assert codes == [422, 422, 422, 429]
     # Another account from the same addresses is not blocked by ana's failures.
     make_user(email="beto@correo.example")
@@ -142,7 +155,10 @@ def test_posting_is_rate_limited(app, client, csrf_on):
     db.session.commit()
     login(client, "ana@correo.example")
     url = "/consultas/paga-prueba/borradores/SAN-1"
-    codes = [form_post(client, url, url + "/aportes", {"body": f"aporte {n}"}).status_code for n in range(3)]
+    codes = [
+        form_post(client, url, url + "/aportes", {"body": f"aporte {n}"}).status_code
+        for n in range(3)
+    ]
     assert codes == [302, 302, 429]
 
 
@@ -163,9 +179,15 @@ def test_new_accounts_must_verify_their_address_before_posting_in_production(pro
         db.session.commit()
     _outbox_texts(production_app)
     client = production_app.test_client()
-    registration = {"name": "Rosa", "email": "rosa@correo.example", "password": "una-clave-larga-9",
-                    "password_confirm": "una-clave-larga-9", "organisation_type": "ong",
-                    "region": "puno", "consent": "y"}
+    registration = {
+        "name": "Rosa",
+        "email": "rosa@correo.example",
+        "password": "una-clave-larga-9",
+        "password_confirm": "una-clave-larga-9",
+        "organisation_type": "ong",
+        "region": "puno",
+        "consent": "y",
+    }
     response = form_post(client, "/cuenta/registro", None, registration)
     assert response.status_code == 302
     draft_url = "/consultas/paga-prueba/borradores/SAN-1"
@@ -175,8 +197,13 @@ def test_new_accounts_must_verify_their_address_before_posting_in_production(pro
 
     (mail,) = _outbox_texts(production_app)
     link = mail.split("http://localhost")[1].split()[0]
-    assert "Tu correo quedó confirmado" in client.get(link, follow_redirects=True).get_data(as_text=True)
-    assert form_post(client, draft_url, draft_url + "/aportes", {"body": "Mi aporte"}).status_code == 302
+    assert "Tu correo quedó confirmado" in client.get(link, follow_redirects=True).get_data(
+        as_text=True
+    )
+    assert (
+        form_post(client, draft_url, draft_url + "/aportes", {"body": "Mi aporte"}).status_code
+        == 302
+    )
 
 
 def test_registration_does_not_reveal_existing_addresses_in_production(production_app):
@@ -185,9 +212,15 @@ def test_registration_does_not_reveal_existing_addresses_in_production(productio
         db.session.commit()
     _outbox_texts(production_app)
     client = production_app.test_client()
-    registration = {"name": "Otra", "email": "ANA@correo.example", "password": "una-clave-larga-9",
-                    "password_confirm": "una-clave-larga-9", "organisation_type": "ong",
-                    "region": "puno", "consent": "y"}
+    registration = {
+        "name": "Otra",
+        "email": "ANA@correo.example",
+        "password": "una-clave-larga-9",
+        "password_confirm": "una-clave-larga-9",
+        "organisation_type": "ong",
+        "region": "puno",
+        "consent": "y",
+    }
     response = form_post(client, "/cuenta/registro", None, registration, follow=True)
     html = response.get_data(as_text=True)
     assert "Te enviamos un correo para confirmar" in html and "Ya existe" not in html
@@ -198,14 +231,25 @@ def test_registration_does_not_reveal_existing_addresses_in_production(productio
 def test_verified_address_collects_its_earlier_email_contributions(app, client, csrf_on):
     consultation = make_consultation()
     consultation_services.add_contribution(
-        consultation=consultation, draft=draft(), body="Enviado por correo", channel="email",
-        received_at=consultation.opens_at, author_name="Rosa", author_email="Rosa@Correo.example",
+        consultation=consultation,
+        draft=draft(),
+        body="Enviado por correo",
+        channel="email",
+        received_at=consultation.opens_at,
+        author_name="Rosa",
+        author_email="Rosa@Correo.example",
     )
     db.session.commit()
     _outbox_texts(app)
-    registration = {"name": "Rosa", "email": "rosa@correo.example", "password": "una-clave-larga-9",
-                    "password_confirm": "una-clave-larga-9", "organisation_type": "ong",
-                    "region": "puno", "consent": "y"}
+    registration = {
+        "name": "Rosa",
+        "email": "rosa@correo.example",
+        "password": "una-clave-larga-9",
+        "password_confirm": "una-clave-larga-9",
+        "organisation_type": "ong",
+        "region": "puno",
+        "consent": "y",
+    }
     form_post(client, "/cuenta/registro", None, registration)
     user = db.session.scalar(select(User))
     contribution = db.session.scalar(select(Contribution))
@@ -226,10 +270,14 @@ def _redis_available() -> bool:
 
 def test_rate_limits_are_shared_across_workers_through_redis(app):
     require_service(_redis_available(), "Redis on 127.0.0.1:6379")
-    config = {"SECRET_KEY": PRODUCTION_SECRET, "TESTING": True,
-              "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-              "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15", "LOGIN_LIMIT": "3 per minute",
-              "WTF_CSRF_ENABLED": False}
+    config = {
+        "SECRET_KEY": PRODUCTION_SECRET,
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15",
+        "LOGIN_LIMIT": "3 per minute",
+        "WTF_CSRF_ENABLED": False,
+    }
     workers = [create_app(config), create_app(config)]
     try:
         from forum.extensions import limiter
@@ -240,9 +288,13 @@ def test_rate_limits_are_shared_across_workers_through_redis(app):
         for n in range(4):
             worker = workers[n % 2]
             worker.test_client_class = app.test_client_class
-            codes.append(worker.test_client().post(
-                "/cuenta/entrar", data={"email": "x@correo.example", "password": "equivocada-1"}
-            ).status_code)
+            codes.append(
+                worker.test_client()
+                .post(
+                    "/cuenta/entrar", data={"email": "x@correo.example", "password": "equivocada-1"}
+                )
+                .status_code
+            )
         assert codes == [422, 422, 422, 429]
     finally:
         for worker in workers:
@@ -254,8 +306,10 @@ def test_rate_limits_are_shared_across_workers_through_redis(app):
 def test_backup_and_restore_bring_every_contribution_back(app, runner, tmp_path):
     backend = db.engine.dialect.name
     if backend == "postgresql":
-        require_service(subprocess.run(["which", "pg_dump"], capture_output=True).returncode == 0,
-                        "pg_dump (Debian postgresql-client)")
+        require_service(
+            shutil.which("pg_dump") is not None,
+            "pg_dump (Debian postgresql-client)",
+        )
     make_consultation()
     author = make_user()
     ids = [make_comment(draft(), author, f"aporte {n}").id for n in range(25)]

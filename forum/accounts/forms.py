@@ -9,7 +9,9 @@ from forum.accounts.models import ORGANISATION_TYPES, REGIONS
 
 REQUIRED = "Este campo es obligatorio."
 EMAIL = Email(message="Escribe un correo electrónico válido, por ejemplo nombre@dominio.pe.")
-PASSWORD_LENGTH = Length(min=10, max=128, message="La contraseña debe tener entre 10 y 128 caracteres.")
+PASSWORD_LENGTH = Length(
+    min=10, max=128, message="La contraseña debe tener entre 10 y 128 caracteres."
+)
 
 
 def _choices(options: dict) -> list[SelectChoice]:
@@ -27,7 +29,10 @@ class RegistrationForm(FlaskForm):
     password = PasswordField("Contraseña", validators=[InputRequired(REQUIRED), PASSWORD_LENGTH])
     password_confirm = PasswordField(
         "Repite la contraseña",
-        validators=[InputRequired(REQUIRED), EqualTo("password", message="Las contraseñas no coinciden.")],
+        validators=[
+            InputRequired(REQUIRED),
+            EqualTo("password", message="Las contraseñas no coinciden."),
+        ],
     )
     organisation = StringField(
         "Organización (opcional)", validators=[Length(max=200, message="Máximo 200 caracteres.")]
@@ -63,8 +68,13 @@ class ResetRequestForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField("Contraseña nueva", validators=[InputRequired(REQUIRED), PASSWORD_LENGTH])
+    password = PasswordField(
+        "Contraseña nueva", validators=[InputRequired(REQUIRED), PASSWORD_LENGTH]
+    )
     password_confirm = PasswordField(
         "Repite la contraseña nueva",
-        validators=[InputRequired(REQUIRED), EqualTo("password", message="Las contraseñas no coinciden.")],
+        validators=[
+            InputRequired(REQUIRED),
+            EqualTo("password", message="Las contraseñas no coinciden."),
+        ],
     )

@@ -6,7 +6,6 @@ from flask_login import current_user, login_required, login_user, logout_user
 from forum.accounts import services
 from forum.accounts.access import safe_next
 from forum.accounts.forms import LoginForm, RegistrationForm, ResetPasswordForm, ResetRequestForm
-from forum.errors import ForumError
 from forum.extensions import db, limiter, login
 
 bp = Blueprint("accounts", __name__, url_prefix="/cuenta")

@@ -9,11 +9,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from forum import clock
-from forum.text import slugify
 from forum.consultation import demo, services
 from forum.consultation.models import Consultation
 from forum.errors import ForumError
 from forum.extensions import db
+from forum.text import slugify
 
 CSV_COLUMNS = (
     "theme",
@@ -41,7 +41,9 @@ def _find(slug: str | None) -> Consultation:
     else:
         consultation = services.current_consultation()
     if consultation is None:
-        raise click.ClickException("No existe esa consulta. Carga una con `flask consultation load`.")
+        raise click.ClickException(
+            "No existe esa consulta. Carga una con `flask consultation load`."
+        )
     return consultation
 
 

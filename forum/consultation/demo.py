@@ -48,11 +48,16 @@ def seed() -> str:
                 is_name_public=True,
                 role=role,
             )
-    drafts = {d.code: d for d in db.session.scalars(select(Draft).where(Draft.consultation_id == consultation.id))}
+    drafts = {
+        d.code: d
+        for d in db.session.scalars(select(Draft).where(Draft.consultation_id == consultation.id))
+    }
     posted = 0
     start = consultation.opens_at + timedelta(hours=2)
     for comment in data.get("comments") or []:
-        posted += _post(drafts[comment["draft"]], comment, None, start + timedelta(hours=posted * 3))
+        posted += _post(
+            drafts[comment["draft"]], comment, None, start + timedelta(hours=posted * 3)
+        )
     return (
         f"Demostración cargada: {consultation.title}, {len(drafts)} borradores, {posted} aportes. "
         f"Cuentas de prueba: {DEMO_ACCOUNTS[0][1]} / {DEMO_ACCOUNTS[0][2]} (admin), "

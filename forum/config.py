@@ -49,6 +49,8 @@ class Defaults:
     REGISTER_LIMIT = "5 per minute;30 per hour"
     RESET_LIMIT = "5 per minute;20 per hour"
     POST_LIMIT = "10 per minute;100 per hour"
+    EXPORT_SUPPRESS_BELOW = 5  # public org type x region tables hide smaller counts
+    EXPORT_DOWNLOAD_LIMIT = "60 per hour"  # export downloads per client
 
 
 def load(app: Flask, test_config: dict | None) -> None:

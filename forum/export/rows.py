@@ -1,0 +1,368 @@
+"""The contributions table: one query, streamed, turned into rows for one audience.
+
+Rows are plain dicts keyed by the stable column identifiers of COLUMNS; the formats
+(`formats.py`) decide how each value is written. Nothing here loads ORM objects: the
+query selects columns and is read `CHUNK` rows at a time (a server-side cursor on
+PostgreSQL), so a table of a million contributions is read in bounded memory.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta
+from enum import Enum
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import Select, and_, case, exists, func, select
+from sqlalchemy.orm import aliased
+
+from forum import clock
+from forum.accounts.models import User
+from forum.consultation.models import Consultation, Contribution, Draft, Theme
+from forum.export.privacy import mask_emails
+from forum.extensions import db
+from forum.moderation.models import ContributionGroup, Tag, contribution_tags
+
+CHUNK = 2000
+
+
+class Audience(Enum):
+    """Who a file is for, which decides the columns and what each row may show."""
+
+    PUBLIC = "public"  # anyone: no e-mail, consented names only, hidden rows as stubs
+    INSTITUTION = "institution"  # a ministry's pack: as public, plus unpublished responses
+    SECRETARIAT = "secretariat"  # moderators and admins: every field
+
+    @property
+    def label(self) -> str:
+        return {
+            "public": "Pública",
+            "institution": "Entidad responsable",
+            "secretariat": "Secretaría (datos personales)",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    heading: str  # Spanish, for people (XLSX)
+    type: str = "string"  # Table Schema type
+    description: str = ""
+    secretariat_only: bool = False
+    width: int = 18  # XLSX column width, in characters
+
+
+COLUMNS = (
+    Column("id", "ID", "integer", "Identificador del aporte.", width=8),
+    Column("permalink", "Enlace permanente", description="Dirección pública del aporte.", width=30),
+    Column("consultation", "Consulta", description="Identificador de la consulta.", width=16),
+    Column("theme", "Temática", description="Eje temático.", width=18),
+    Column("draft_code", "Código", description="Código del borrador de compromiso.", width=9),
+    Column("draft_title", "Borrador de compromiso", description="Título del borrador.", width=32),
+    Column(
+        "responsible_institution",
+        "Entidad responsable",
+        description="Entidad responsable del compromiso.",
+        width=26,
+    ),
+    Column("channel", "Vía", description="Canal: web (foro virtual) o email (correo).", width=16),
+    Column(
+        "received_at",
+        "Recibido (hora de Lima)",
+        "datetime",
+        "Fecha y hora de recepción, hora de Lima, ISO 8601.",
+        width=25,
+    ),
+    Column("is_late", "Fuera de plazo", "boolean", "Recibido después del cierre.", width=8),
+    Column(
+        "author_name",
+        "Autor o autora",
+        description="Nombre, solo si la persona aceptó mostrarlo; si no, un seudónimo.",
+        width=22,
+    ),
+    Column(
+        "author_email",
+        "Correo del autor",
+        description="Correo electrónico del autor (solo secretaría).",
+        secretariat_only=True,
+        width=26,
+    ),
+    Column(
+        "forwarded_by",
+        "Reenviado por",
+        description="Correo de quien reenvió el aporte (solo secretaría).",
+        secretariat_only=True,
+        width=22,
+    ),
+    Column("organisation", "Organización", description="Organización declarada.", width=24),
+    Column("organisation_type", "Tipo de organización", description="Código del tipo.", width=18),
+    Column("region", "Región", description="Código de la región.", width=16),
+    Column("parent_id", "En respuesta a (ID)", "integer", "Aporte al que responde.", width=10),
+    Column("text", "Texto del aporte", description="Texto plano del aporte.", width=60),
+    Column("tags", "Etiquetas", description="Etiquetas, separadas por «; ».", width=20),
+    Column("synthesis", "Síntesis", description="Síntesis (la del grupo si la tiene).", width=40),
+    Column("group_id", "Grupo (ID)", "integer", "Aporte sistematizado al que pertenece.", width=9),
+    Column("group_size", "Aportes en el grupo", "integer", "Aportes en ese grupo.", width=9),
+    Column("disposition", "Disposición", description="Código de la disposición.", width=20),
+    Column("response", "Respuesta razonada", description="Respuesta razonada publicada.", width=50),
+    Column("moderation_state", "Estado", description="visible u hidden.", width=10),
+    Column(
+        "hidden_reason",
+        "Motivo de ocultamiento",
+        description="Categoría publicada del motivo, si está oculto.",
+        width=20,
+    ),
+)
+
+# What a hidden contribution shows outside the secretariat: where and when, and why hidden.
+STUB_COLUMNS = frozenset(
+    {
+        "id",
+        "permalink",
+        "consultation",
+        "theme",
+        "draft_code",
+        "draft_title",
+        "responsible_institution",
+        "channel",
+        "received_at",
+        "is_late",
+        "parent_id",
+        "moderation_state",
+        "hidden_reason",
+    }
+)
+TEXT_COLUMNS = frozenset(c.id for c in COLUMNS if c.type == "string")
+
+
+def columns_for(audience: Audience) -> list[Column]:
+    """The columns a file for this audience has, in order."""
+    if audience is Audience.SECRETARIAT:
+        return list(COLUMNS)
+    return [column for column in COLUMNS if not column.secretariat_only]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a file is restricted to; every field optional. Values are already checked."""
+
+    theme: str | None = None  # Theme.slug
+    draft: str | None = None  # Draft.code
+    channel: str | None = None
+    date_from: date | None = None  # Lima dates, both inclusive
+    date_to: date | None = None
+    disposition: str | None = None  # the effective disposition (the group's when set)
+    tag: str | None = None  # Tag.slug
+    institution: str | None = None  # Draft.responsible_institution
+
+    def describe(self) -> dict[str, str]:
+        """The filters that are set, as text, for the file's metadata."""
+        described = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value:
+                described[item.name] = value.isoformat() if isinstance(value, date) else value
+        return described
+
+
+Group = aliased(ContributionGroup)
+
+EFFECTIVE_DISPOSITION = case(
+    (and_(Group.id.is_not(None), Group.disposition != "pendiente"), Group.disposition),
+    else_=Contribution.disposition,
+)
+EFFECTIVE_SYNTHESIS = case(
+    (func.coalesce(Group.synthesis, "") != "", Group.synthesis), else_=Contribution.synthesis
+)
+EFFECTIVE_RESPONSE = case(
+    (func.coalesce(Group.response, "") != "", Group.response), else_=Contribution.response
+)
+
+
+def start_of_lima_day(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=clock.LIMA)
+
+
+def filtered(statement: Select, consultation: Consultation, filters: Filters) -> Select:
+    """Restrict a select over contributions (joined to drafts, themes, groups) to the filters."""
+    statement = statement.where(Contribution.consultation_id == consultation.id)
+    if filters.theme:
+        statement = statement.where(Theme.slug == filters.theme)
+    if filters.draft:
+        statement = statement.where(Draft.code == filters.draft)
+    if filters.institution:
+        statement = statement.where(Draft.responsible_institution == filters.institution)
+    if filters.channel:
+        statement = statement.where(Contribution.channel == filters.channel)
+    if filters.date_from:
+        statement = statement.where(
+            Contribution.received_at >= start_of_lima_day(filters.date_from)
+        )
+    if filters.date_to:
+        end = start_of_lima_day(filters.date_to + timedelta(days=1))
+        statement = statement.where(Contribution.received_at < end)
+    if filters.disposition:
+        statement = statement.where(EFFECTIVE_DISPOSITION == filters.disposition)
+    if filters.tag:
+        statement = statement.where(
+            exists(
+                select(contribution_tags.c.contribution_id)
+                .join(Tag, Tag.id == contribution_tags.c.tag_id)
+                .where(
+                    contribution_tags.c.contribution_id == Contribution.id,
+                    Tag.slug == filters.tag,
+                )
+            )
+        )
+    return statement
+
+
+def joined(statement: Select) -> Select:
+    """Join what the filters and the rows read: theme, draft, group (all optional)."""
+    return (
+        statement.outerjoin(Theme, Theme.id == Contribution.theme_id)
+        .outerjoin(Draft, Draft.id == Contribution.draft_id)
+        .outerjoin(Group, Group.id == Contribution.group_id)
+    )
+
+
+def count_rows(consultation: Consultation, filters: Filters) -> int:
+    """How many rows a file with these filters has."""
+    statement = joined(select(func.count(Contribution.id)).select_from(Contribution))
+    return db.session.scalar(filtered(statement, consultation, filters))
+
+
+def _table_query(consultation: Consultation, filters: Filters) -> Select:
+    statement = select(
+        Contribution.id,
+        Contribution.channel,
+        Contribution.received_at,
+        Contribution.is_late,
+        Contribution.parent_id,
+        Contribution.author_id,
+        Contribution.author_name,
+        Contribution.author_email,
+        Contribution.forwarded_by,
+        Contribution.body,
+        Contribution.group_id,
+        Contribution.moderation_state,
+        Contribution.hidden_reason,
+        Theme.name.label("theme"),
+        Draft.code.label("draft_code"),
+        Draft.title.label("draft_title"),
+        Draft.responsible_institution,
+        User.name.label("user_name"),
+        User.email.label("user_email"),
+        User.is_name_public,
+        User.organisation,
+        User.organisation_type,
+        User.region,
+        EFFECTIVE_SYNTHESIS.label("synthesis"),
+        EFFECTIVE_DISPOSITION.label("disposition"),
+        EFFECTIVE_RESPONSE.label("response"),
+    ).select_from(Contribution)
+    statement = joined(statement).outerjoin(User, User.id == Contribution.author_id)
+    return filtered(statement, consultation, filters).order_by(Contribution.id)
+
+
+def permalink_maker(base_url: str):
+    """A function: id -> public address of the contribution under BASE_URL, no request needed."""
+    parts = urlsplit(base_url.rstrip("/"))
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme or "https"
+    )
+    sample = adapter.build("consultation.permalink", {"contribution_id": 1}, force_external=True)
+    prefix = sample[: -len("1")]
+    return lambda contribution_id: f"{prefix}{contribution_id}"
+
+
+def _tags_for(ids: list[int]) -> dict[int, list[str]]:
+    rows = db.session.execute(
+        select(contribution_tags.c.contribution_id, Tag.name)
+        .join(Tag, Tag.id == contribution_tags.c.tag_id)
+        .where(contribution_tags.c.contribution_id.in_(ids))
+        .order_by(contribution_tags.c.contribution_id, Tag.name)
+    )
+    tags: dict[int, list[str]] = {}
+    for contribution_id, name in rows:
+        tags.setdefault(contribution_id, []).append(name)
+    return tags
+
+
+def _group_sizes(consultation: Consultation) -> dict[int, int]:
+    rows = db.session.execute(
+        select(Contribution.group_id, func.count())
+        .where(Contribution.consultation_id == consultation.id, Contribution.group_id.is_not(None))
+        .group_by(Contribution.group_id)
+    )
+    return dict(rows.all())
+
+
+def responses_are_public(consultation: Consultation) -> bool:
+    """Dispositions and responses are public once an admin published them."""
+    published = consultation.responses_published_at
+    return published is not None and published <= clock.now()
+
+
+def iter_rows(consultation: Consultation, filters: Filters, audience: Audience) -> Iterator[dict]:
+    """Every contribution matching the filters, as a row for the audience, in id order."""
+    permalink = permalink_maker(current_app.config["BASE_URL"])
+    group_sizes = _group_sizes(consultation)
+    show_responses = audience is not Audience.PUBLIC or responses_are_public(consultation)
+    result = db.session.execute(
+        _table_query(consultation, filters).execution_options(yield_per=CHUNK)
+    )
+    for chunk in result.partitions():
+        tags = _tags_for([record.id for record in chunk])
+        for record in chunk:
+            row = {
+                "id": record.id,
+                "permalink": permalink(record.id),
+                "consultation": consultation.slug,
+                "theme": record.theme or "",
+                "draft_code": record.draft_code or "",
+                "draft_title": record.draft_title or "",
+                "responsible_institution": record.responsible_institution or "",
+                "channel": record.channel,
+                "received_at": clock.to_lima(record.received_at).isoformat(),
+                "is_late": record.is_late,
+                "author_name": record.user_name or record.author_name,
+                "author_email": record.author_email or record.user_email or "",
+                "forwarded_by": record.forwarded_by,
+                "organisation": record.organisation or "",
+                "organisation_type": record.organisation_type or "",
+                "region": record.region or "",
+                "parent_id": record.parent_id,
+                "text": record.body,
+                "tags": tags.get(record.id, []),
+                "synthesis": record.synthesis if show_responses else "",
+                "group_id": record.group_id,
+                "group_size": group_sizes.get(record.group_id) if record.group_id else None,
+                "disposition": record.disposition if show_responses else "",
+                "response": record.response if show_responses else "",
+                "moderation_state": record.moderation_state,
+                "hidden_reason": record.hidden_reason
+                if record.moderation_state == "hidden"
+                else "",
+            }
+            if audience is not Audience.SECRETARIAT:
+                row = _for_outsiders(row, record)
+            yield row
+
+
+def _for_outsiders(row: dict, record) -> dict:
+    """No e-mail anywhere, names only with consent, hidden contributions as stubs."""
+    del row["author_email"], row["forwarded_by"]
+    if record.author_id is None:
+        row["author_name"] = f"Participante (aporte {record.id})"  # as Contribution.public_author
+    elif not record.is_name_public:
+        row["author_name"] = f"Participante {record.author_id}"  # as User.public_name
+        row["organisation"] = ""  # the forum shows the organisation only with the name
+    if record.moderation_state == "hidden":
+        for key in row:
+            if key not in STUB_COLUMNS:
+                row[key] = [] if key == "tags" else None if key.endswith(("_id", "_size")) else ""
+    for key in TEXT_COLUMNS.intersection(row):
+        row[key] = mask_emails(row[key])
+    row["tags"] = [mask_emails(tag) for tag in row["tags"]]
+    return row

@@ -49,6 +49,27 @@ class Defaults:
     REGISTER_LIMIT = "5 per minute;30 per hour"
     RESET_LIMIT = "5 per minute;20 per hour"
     POST_LIMIT = "10 per minute;100 per hour"
+    IMAP_HOST = ""
+    IMAP_PORT = 993  # 143 with starttls
+    IMAP_USER = ""
+    IMAP_PASSWORD = ""
+    IMAP_FOLDER = "INBOX"
+    IMAP_SECURITY = "ssl"  # or "starttls"
+    IMAP_CAFILE = ""  # a CA file to trust, e.g. for a self-signed server
+    IMAP_TIMEOUT = 60
+    INGEST_AFTER = "move"  # or "flag"
+    INGEST_DONE_FOLDER = "Procesados"
+    INGEST_ERROR_FOLDER = "Errores"
+    INGEST_BATCH_SIZE = 50
+    INGEST_STAFF_DOMAINS = ""  # e.g. "sgp.gob.pe": forwards from them are unwrapped
+    INGEST_MESSAGE_MAX_BYTES = 10 * 1024 * 1024
+    INGEST_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+    INGEST_ATTACHMENT_TYPES = (
+        "pdf,doc,docx,odt,rtf,txt,xls,xlsx,ods,csv,ppt,pptx,odp,jpg,jpeg,png,gif"
+    )
+    INGEST_UPLOAD_MAX_BYTES = 50 * 1024 * 1024
+    INGEST_CONSULTATION = ""  # slug; default: the current consultation
+    INGEST_ACK = None  # acknowledge e-mail contributions; None: on in production only
     EXPORT_SUPPRESS_BELOW = 5  # public org type x region tables hide smaller counts
     EXPORT_DOWNLOAD_LIMIT = "60 per hour"  # export downloads per client
 
@@ -67,6 +88,8 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"], app.instance_path
     )
     is_production = app.config["ENV_NAME"] == "production"
+    if app.config["INGEST_ACK"] is None:
+        app.config["INGEST_ACK"] = is_production
     if is_production:
         key = app.config.get("SECRET_KEY") or ""
         if key == DEV_SECRET_KEY or len(key) < 32:

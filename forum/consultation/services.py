@@ -396,3 +396,27 @@ def _fill_draft(draft: Draft, data: dict) -> None:
     draft.ogp_values = ", ".join(v for v in values if v)
     draft.origin = data.get("origin") or ""
     draft.is_illustrative = bool(data.get("is_illustrative"))
+
+
+def assign_draft(
+    contribution: Contribution, theme: Theme | None, draft: Draft | None, actor: User
+) -> None:
+    """Triage: put a contribution under a theme and, when known, a draft of its consultation."""
+    if draft is not None:
+        theme = draft.theme
+    for target in (theme, draft):
+        if target is not None and target.consultation_id != contribution.consultation_id:
+            raise InvalidInput("El tema o borrador no pertenece a la consulta de este aporte.")
+    previous = contribution.draft_id
+    contribution.theme_id = theme.id if theme else None
+    contribution.draft_id = draft.id if draft else None
+    touch_thread(previous)
+    touch_thread(contribution.draft_id)
+    db.session.flush()
+    log.info(
+        "contribution %s assigned to theme %s draft %s by user %s",
+        contribution.id,
+        contribution.theme_id,
+        contribution.draft_id,
+        actor.id,
+    )

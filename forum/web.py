@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Flask, flash, redirect, render_template, request, url_for
+from flask import Flask, abort, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text as sql
 from werkzeug.exceptions import HTTPException
@@ -96,6 +96,15 @@ def init_app(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
         return _error_page(500, ERROR_TEXTS[500])
+
+    @app.before_request
+    def refuse_nul_bytes():
+        """NUL never belongs in a URL or a form (and PostgreSQL refuses it in text)."""
+        if "\x00" in request.path:
+            abort(404)
+        if any("\x00" in value for _, values in request.values.lists() for value in values):
+            return _error_page(400, "El formulario contiene caracteres no válidos (NUL).")
+        return None
 
     @app.get("/healthz")
     def healthz():

@@ -6,7 +6,7 @@ from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from forum import clock
+from forum import clock, text
 from forum.accounts.models import CONSENT_VERSION, ROLES, User
 from forum.consultation.services import link_email_contributions
 from forum.errors import InvalidInput
@@ -44,9 +44,9 @@ def register_user(
     if find_user_by_email(email) is not None:
         raise EmailTaken()
     user = User(
-        name=name.strip(),
+        name=text.normalise(name),
         email=email.strip().lower(),
-        organisation=organisation.strip(),
+        organisation=text.normalise(organisation),
         organisation_type=organisation_type,
         region=region,
         role=role,

@@ -13,8 +13,9 @@ class Defaults:
     ENV_NAME = "development"  # "production" turns on every production guard
     SECRET_KEY = DEV_SECRET_KEY
     SQLALCHEMY_DATABASE_URI = "sqlite:///aporta.sqlite3"  # relative to the instance folder
-    # Statement parameters (e-mails, password hashes) never reach error messages or logs.
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True}
+    # Statement parameters (e-mails, password hashes) never reach error messages or logs;
+    # a connection dropped by a database restart is replaced before it is used.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"hide_parameters": True, "pool_pre_ping": True}
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
     SEND_FILE_MAX_AGE_DEFAULT = 3600  # static files: one hour, revalidated by ETag
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session

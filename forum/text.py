@@ -2,6 +2,7 @@
 
 import html
 import re
+import threading
 import unicodedata
 
 import bleach
@@ -30,17 +31,25 @@ def _set_rel(attrs: dict, new: bool = False) -> dict:
     return attrs
 
 
-_cleaner = bleach.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=ALLOWED_ATTRIBUTES,
-    protocols=ALLOWED_PROTOCOLS,
-    strip=True,
-    filters=[
-        lambda source: bleach.linkifier.LinkifyFilter(
-            source, callbacks=[*DEFAULT_CALLBACKS, _set_rel], skip_tags={"code"}
+_per_thread = threading.local()
+
+
+def _tools() -> tuple[markdown.Markdown, bleach.Cleaner]:
+    """This thread's Markdown converter and bleach cleaner: neither is thread-safe."""
+    if not hasattr(_per_thread, "cleaner"):
+        _per_thread.markdown = markdown.Markdown(output_format="html")
+        _per_thread.cleaner = bleach.Cleaner(
+            tags=ALLOWED_TAGS,
+            attributes=ALLOWED_ATTRIBUTES,
+            protocols=ALLOWED_PROTOCOLS,
+            strip=True,
+            filters=[
+                lambda source: bleach.linkifier.LinkifyFilter(
+                    source, callbacks=[*DEFAULT_CALLBACKS, _set_rel], skip_tags={"code"}
+                )
+            ],
         )
-    ],
-)
+    return _per_thread.markdown, _per_thread.cleaner
 
 
 def render(text: str) -> Markup:
@@ -49,8 +58,9 @@ def render(text: str) -> Markup:
     Raw HTML typed by a person is escaped first, so it shows as text and never runs.
     """
     escaped = html.escape(_separate_lists(normalise(text)), quote=False)
-    converted = markdown.markdown(escaped, output_format="html")
-    return Markup(_cleaner.clean(converted))  # noqa: S704 (escaped, then cleaned by bleach)
+    converter, cleaner = _tools()
+    converted = converter.reset().convert(escaped)
+    return Markup(cleaner.clean(converted))  # noqa: S704 (escaped, then cleaned by bleach)
 
 
 def _separate_lists(text: str) -> str:

@@ -1,5 +1,7 @@
 """forum.text: rendering untrusted text safely."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from forum import text
@@ -58,3 +60,12 @@ def test_a_list_right_under_a_sentence_is_still_a_list():
     html = str(text.render("Proponemos:\n- uno\n- dos\n1. tres"))
     assert "<p>Proponemos:</p>" in html
     assert "<li>uno</li>" in html and "<li>dos</li>" in html
+
+
+def test_rendering_is_safe_from_many_threads_at_once():
+    """bleach's Cleaner and Markdown's converter are not thread-safe: each thread has its own."""
+    texts = [f"Aporte {n}: **negrita** y https://gob.pe/{n}\n\n- punto {n}" for n in range(400)]
+    expected = [str(text.render(t)) for t in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda t: str(text.render(t)), texts * 4))
+    assert results == expected * 4

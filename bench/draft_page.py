@@ -13,6 +13,7 @@ report says whether the ratio reaches the issue's target and is saved as JSON in
 
 import argparse
 import json
+import logging
 import os
 import platform
 import random
@@ -61,24 +62,52 @@ SENTENCES = [
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per URL (default 10)")
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="measured seconds per URL (default 10)"
+    )
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--concurrency", type=int, default=8, help="connections (default 8)")
-    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
-                        help="load generator: wrk if installed (auto), else Python threads")
-    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per URL (default 2)")
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk if installed (auto), else Python threads",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="warm-up seconds per URL (default 2)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
-    parser.add_argument("--max-requests", type=int, default=0,
-                        help="gunicorn max_requests; 0 (default) keeps workers for the whole run")
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=0,
+        help="gunicorn max_requests; 0 (default) keeps workers for the whole run",
+    )
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--no-thread-cache", action="store_true",
-                        help="serve with THREAD_CACHE off (renders the threads on every request)")
-    parser.add_argument("--postgres-url", default=POSTGRES_URL,
-                        help="PostgreSQL database whose schema public is DROPPED and rebuilt")
-    parser.add_argument("--force", action="store_true",
-                        help="run on PostgreSQL even while a pytest process is running")
+    parser.add_argument(
+        "--no-thread-cache",
+        action="store_true",
+        help="serve with THREAD_CACHE off (renders the threads on every request)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=POSTGRES_URL,
+        help="PostgreSQL database whose schema public is DROPPED and rebuilt",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run on PostgreSQL even while other sessions are connected to the database",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="no server: time N requests of each page in-process and cProfile the draft page",
+    )
     return parser.parse_args()
 
 
@@ -99,6 +128,23 @@ def running_pytest() -> list[int]:
         if b"pytest" in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def postgres_clients(url: str) -> int:
+    """Other sessions connected to the database (a test run keeps one open while it runs)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        engine.dispose()
 
 
 def reset_postgres(url: str) -> None:
@@ -127,6 +173,7 @@ def seed() -> dict:
     from forum.extensions import db
 
     app = create_app()
+    logging.getLogger("forum").setLevel(logging.WARNING)  # not one line per comment
     with app.app_context():
         upgrade()
         with open(DEMO_FILE, encoding="utf-8") as handle:
@@ -134,8 +181,9 @@ def seed() -> dict:
         data.pop("comments", None)
         consultation = services.import_consultation(data, actor="bench")
         now = clock.now()
-        services.set_window(consultation, now - timedelta(days=3), now + timedelta(days=14),
-                            actor="bench")
+        services.set_window(
+            consultation, now - timedelta(days=3), now + timedelta(days=14), actor="bench"
+        )
         draft = db.session.scalar(
             select(Draft).where(Draft.consultation_id == consultation.id, Draft.code == DRAFT_CODE)
         )
@@ -159,8 +207,13 @@ def seed() -> dict:
             nonlocal received
             received += timedelta(minutes=3)
             return services.add_contribution(
-                consultation=consultation, draft=draft, body=comment_body(rng), channel="web",
-                author=rng.choice(authors), parent=parent, received_at=received,
+                consultation=consultation,
+                draft=draft,
+                body=comment_body(rng),
+                channel="web",
+                author=rng.choice(authors),
+                parent=parent,
+                received_at=received,
             )
 
         for _ in range(THREADS):
@@ -191,12 +244,16 @@ def seed() -> dict:
 
 def comment_body(rng: random.Random) -> str:
     """A comment of one to three paragraphs; some with a list or a link."""
-    paragraphs = [" ".join(rng.sample(SENTENCES, rng.randint(1, 4))) for _ in range(rng.randint(1, 3))]
+    paragraphs = [
+        " ".join(rng.sample(SENTENCES, rng.randint(1, 4))) for _ in range(rng.randint(1, 3))
+    ]
     kind = rng.random()
     if kind < 0.15:
         paragraphs.append("\n".join(f"- {s}" for s in rng.sample(SENTENCES, 3)))
     elif kind < 0.25:
-        paragraphs.append("Más detalles en https://www.gob.pe/institucion/pcm/informes-publicaciones")
+        paragraphs.append(
+            "Más detalles en https://www.gob.pe/institucion/pcm/informes-publicaciones"
+        )
     return "\n\n".join(paragraphs)
 
 
@@ -232,19 +289,27 @@ def client_cpu() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def measure(client: str, server: Gunicorn, path: str, seconds: float, args) -> dict:
+def measure(
+    client: str, server: Gunicorn, path: str, seconds: float, args, expect_bytes: int
+) -> dict:
     """One run, with the CPU the workers, the client and the machine used meanwhile."""
     workers = server.worker_pids()
     before = cpu_seconds(workers), client_cpu(), machine_busy()
-    run = loadgen.run(client, server.port, path, seconds, args.concurrency, args.wrk_threads)
+    run = loadgen.run(
+        client, server.port, path, seconds, args.concurrency, args.wrk_threads, expect_bytes
+    )
     after = cpu_seconds(workers), client_cpu(), machine_busy()
-    busy = after[2][0] - before[2][0]
-    total = after[2][1] - before[2][1]
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = (after[2][0] - before[2][0]) / ticks
+    total = (after[2][1] - before[2][1]) / ticks
+    worker_cpu, client_cpu_s = after[0] - before[0], after[1] - before[1]
     return {
         "run": run,
-        "worker_cpu_s": after[0] - before[0],
-        "client_cpu_s": after[1] - before[1],
+        "worker_cpu_s": worker_cpu,
+        "client_cpu_s": client_cpu_s,
         "machine_busy": busy / total if total else 0.0,
+        "others_busy": max(0.0, busy - worker_cpu - client_cpu_s) / total if total else 0.0,
+        "loadavg": os.getloadavg()[0],
     }
 
 
@@ -256,13 +321,62 @@ def combine(parts: list[dict]) -> dict:
     client_cpu_s = sum(p["client_cpu_s"] for p in parts)
     result = run.summary()
     result["runs_requests_per_second"] = [round(p["run"].rps, 1) for p in parts]
-    result["worker_cpu_ms_per_request"] = round(1000 * worker_cpu / run.requests, 3) if run.requests else None
+    result["worker_cpu_ms_per_request"] = (
+        round(1000 * worker_cpu / run.requests, 3) if run.requests else None
+    )
     result["client_cpu_ms_per_request"] = (
         round(1000 * client_cpu_s / run.requests, 3) if run.requests else None
     )
-    result["machine_busy"] = round(sum(p["machine_busy"] for p in parts) / len(parts), 3)
+    for key in ("machine_busy", "others_busy", "loadavg"):
+        result[key] = round(sum(p[key] for p in parts) / len(parts), 3)
     result["_run"] = run
     return result
+
+
+def profile_in_process(draft_path: str, requests: int) -> None:
+    """CPU per request of both pages through the WSGI app alone, then a cProfile of the draft."""
+    import cProfile
+    import pstats
+
+    from werkzeug.test import EnvironBuilder
+
+    from bench.bench_wsgi import app
+
+    def hit(path: str, count: int) -> None:
+        environ = EnvironBuilder(path=path, base_url="http://127.0.0.1").get_environ()
+        statuses: list[str] = []
+
+        def start_response(status, headers, exc_info=None):
+            statuses.append(status)
+
+        for _ in range(count):
+            body = app(dict(environ), start_response)
+            b"".join(body)
+            body.close()
+            if not statuses[-1].startswith("200"):
+                raise RuntimeError(f"{path} answered {statuses[-1]}")
+
+    cost = {}
+    for path in (BASELINE_PATH, draft_path):
+        hit(path, 20)
+        began = time.process_time()
+        hit(path, requests)
+        cost[path] = (time.process_time() - began) / requests * 1000
+        print(f"in-process CPU per request: {cost[path]:7.3f} ms  {path}")
+    print(f"in-process ratio (one-line / draft): {cost[BASELINE_PATH] / cost[draft_path]:.3f}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    hit(draft_path, requests)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(r"forum|templates|flask/|sqlalchemy/orm/session", 40)
+
+
+def cpu_ratio(pages: dict) -> float | None:
+    """The ratio the worker CPU per request alone would give (less sensitive to other load)."""
+    base = pages["baseline"]["worker_cpu_ms_per_request"]
+    draft = pages["draft"]["worker_cpu_ms_per_request"]
+    return round(base / draft, 4) if base and draft else None
 
 
 def check_pages(port: int, draft_path: str, info: dict) -> dict:
@@ -288,7 +402,8 @@ def machine_info() -> dict:
     model = ""
     try:
         with open("/proc/cpuinfo") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+            names = [line.split(":", 1)[1] for line in handle if line.startswith("model name")]
+        model = names[0].strip() if names else ""
     except OSError:
         pass
     import gunicorn
@@ -308,49 +423,68 @@ def fmt_ms(value) -> str:
 
 
 def report(result: dict) -> str:
-    m, g, pages = result["machine"], result["gunicorn"], result["pages"]
+    m, g, pages, data = result["machine"], result["gunicorn"], result["pages"], result["data"]
+    client = result["client"]
+    settings = (
+        f"workers={g['workers']} worker_class={g['worker_class']} threads={g['threads']} "
+        f"max_requests={g['max_requests']}; the rest from gunicorn.conf.py "
+        "(keepalive 5 s, access log on)"
+    )
+    if result["thread_cache"] is False:
+        settings += "; THREAD_CACHE off"
     lines = [
         "Aporta benchmark: draft page with 1,000 comments vs a one-line Flask page",
         f"machine   nproc={m['nproc']} ({m['cpu']}), {m['platform']}, Python {m['python']}",
         f"database  {result['database']} ({result['database_url']})",
-        f"data      {result['data']['comments']} comments in {result['data']['threads']} threads "
-        f"by {result['data']['authors']} authors, max depth {result['data']['max_depth']}; "
-        f"page 1 shows {result['sizes']['draft_comments_shown']} comments",
+        f"data      {data['comments']} comments in {data['threads']} threads by "
+        f"{data['authors']} authors, max depth {data['max_depth']}; "
+        f"page 1 shows {result['sizes']['draft_comments_shown']} comments; it "
+        + ("sets a" if result["sizes"]["draft_sets_cookie"] else "sets no")
+        + " session cookie for an anonymous visitor",
         f"gunicorn  {g['version']}: {g['command']}",
-        f"          workers={g['workers']} worker_class={g['worker_class']} threads={g['threads']} "
-        f"max_requests={g['max_requests']} (rest from gunicorn.conf.py: keepalive 5 s, access log on)"
-        + ("; THREAD_CACHE off" if result["thread_cache"] is False else ""),
-        f"client    {result['client']['name']}, {result['client']['concurrency']} keep-alive connections, "
-        f"no cookies; warm-up {result['warmup_s']:g} s per URL, then 2 rounds of "
+        f"          {settings}",
+        f"client    {client['name']}, {client['concurrency']} keep-alive connections, no cookies;",
+        f"          warm-up {result['warmup_s']:g} s per URL, then 2 rounds of "
         f"{result['seconds'] / 2:g} s per URL in alternating order",
         "",
-        f"{'page':<9} {'path':<42} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-        f"{'bytes':>7} {'requests':>8} {'errors':>6} {'srv CPU ms/req':>14}",
+        f"{'page':<9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'bytes':>7} "
+        f"{'requests':>8} {'errors':>6} {'server CPU ms/req':>17}  path",
     ]
     for key, label in (("baseline", "one-line"), ("draft", "draft")):
         page = pages[key]
         lat = page["latency_ms"]
         errors = page["non200"] + sum(page["transport_errors"].values())
         size = result["sizes"]["baseline_bytes" if key == "baseline" else "draft_bytes"]
+        cpu = page["worker_cpu_ms_per_request"] or 0
         lines.append(
-            f"{label:<9} {page['path']:<42} {page['requests_per_second']:8.1f} {fmt_ms(lat['p50'])} "
-            f"{fmt_ms(lat['p95'])} {fmt_ms(lat['p99'])} {size:7d} {page['requests']:8d} {errors:6d} "
-            f"{page['worker_cpu_ms_per_request'] or 0:14.3f}"
+            f"{label:<9} {page['requests_per_second']:8.1f} {fmt_ms(lat['p50'])} "
+            f"{fmt_ms(lat['p95'])} {fmt_ms(lat['p99'])} {size:7d} {page['requests']:8d} "
+            f"{errors:6d} {cpu:17.3f}  {page['path']}"
         )
     for key in ("baseline", "draft"):
         page = pages[key]
         if page["non200"] or page["transport_errors"]:
             lines.append(f"  errors on {key}: {page['non200']} non-200, {page['transport_errors']}")
+    base, draft = pages["baseline"], pages["draft"]
     lines += [
-        f"          runs req/s: one-line {pages['baseline']['runs_requests_per_second']}, "
-        f"draft {pages['draft']['runs_requests_per_second']}; machine busy "
-        f"{pages['baseline']['machine_busy']:.0%} / {pages['draft']['machine_busy']:.0%}; client CPU "
-        f"ms/req {pages['baseline']['client_cpu_ms_per_request']} / "
-        f"{pages['draft']['client_cpu_ms_per_request']}",
+        f"req/s per run: one-line {base['runs_requests_per_second']}, "
+        f"draft {draft['runs_requests_per_second']}",
+        f"machine busy: {base['machine_busy']:.0%} / {draft['machine_busy']:.0%}, of which other "
+        f"processes {base['others_busy']:.0%} / {draft['others_busy']:.0%} (load average "
+        f"{base['loadavg']:.1f} / {draft['loadavg']:.1f}); load generator CPU ms/req: "
+        f"{base['client_cpu_ms_per_request']} / {draft['client_cpu_ms_per_request']}",
         "",
-        f"ratio draft / one-line: {result['ratio']:.3f}",
+        f"ratio draft / one-line: {result['ratio']:.3f} (requests per second)",
+        f"                        {result['cpu_ratio'] or 0:.3f} (server CPU per request, "
+        "one-line / draft)",
         f"target >= {TARGET:.2f}: {'met' if result['target_met'] else 'NOT met'}",
     ]
+    others = max(base["others_busy"], draft["others_busy"])
+    if others > 0.1:
+        lines.append(
+            f"warning: other processes took up to {others:.0%} of the machine during the runs; "
+            "these figures are not comparable with a quiet run"
+        )
     return "\n".join(lines)
 
 
@@ -358,16 +492,27 @@ def main() -> int:
     args = parse_args()
     client = loadgen.choose_client(args.client)
     if args.database == "postgres":
-        busy = running_pytest()
-        if busy and not args.force:
-            print(f"pytest is running (pids {busy}) and may be using database `test`; "
-                  "wait for it or pass --force.", file=sys.stderr)
+        clients = postgres_clients(args.postgres_url)
+        if clients and not args.force:
+            print(
+                f"{clients} other session(s) are connected to {args.postgres_url} (a test run?); "
+                "wait for them to end, or pass --force to drop its schema anyway.",
+                file=sys.stderr,
+            )
             return 2
+        busy = running_pytest()
+        if busy:
+            print(
+                f"note: pytest is running (pids {busy}) but not connected to the database; "
+                "a PostgreSQL test run started now would drop this benchmark's schema.",
+                file=sys.stderr,
+            )
 
     def terminate(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     workdir = tempfile.mkdtemp(prefix="aporta-bench-")
     server = None
     if args.database == "postgres":
@@ -376,7 +521,7 @@ def main() -> int:
         url = "sqlite:///" + os.path.join(workdir, "bench.sqlite3")
     overrides = {
         "APORTA_SQLALCHEMY_DATABASE_URI": url,
-        "DATABASE_URL": url,  # wins over APORTA_*: set both so a caller's DATABASE_URL can't
+        "DATABASE_URL": url,  # it wins over APORTA_*: a caller's own must not leak in
         "APORTA_ENV_NAME": "production",
         "APORTA_SECRET_KEY": secrets.token_hex(32),
         "FLASK_APP": "wsgi.py",
@@ -391,25 +536,40 @@ def main() -> int:
             reset_postgres(url)
         started = time.monotonic()
         info = seed()
-        print(f"seeded {info['comments']} comments on {info['path']} in "
-              f"{time.monotonic() - started:.1f} s ({args.database})", flush=True)
+        print(
+            f"seeded {info['comments']} comments on {info['path']} in "
+            f"{time.monotonic() - started:.1f} s ({args.database})",
+            flush=True,
+        )
 
-        server = Gunicorn("bench.bench_wsgi:app", env, os.path.join(workdir, "gunicorn.log"),
-                          workers=args.workers, threads=args.threads, max_requests=args.max_requests)
+        if args.profile:
+            profile_in_process(info["path"], args.profile)
+            return 0
+        server = Gunicorn(
+            "bench.bench_wsgi:app",
+            env,
+            os.path.join(workdir, "gunicorn.log"),
+            workers=args.workers,
+            threads=args.threads,
+            max_requests=args.max_requests,
+        )
         print(f"gunicorn: {server.command_line}", flush=True)
         server.start()
         sizes = check_pages(server.port, info["path"], info)
 
         paths = {"baseline": BASELINE_PATH, "draft": info["path"]}
+        answer = {key: loadgen.answer_bytes(server.port, paths[key]) for key in paths}
+        sizes.update({f"{key}_answer_bytes": answer[key] for key in paths})
         for key in ("baseline", "draft", "baseline", "draft"):  # every worker warms up both
-            loadgen.run(client, server.port, paths[key], args.warmup / 2, args.concurrency,
-                        args.wrk_threads)
+            loadgen.run(
+                client, server.port, paths[key], args.warmup / 2, args.concurrency, args.wrk_threads
+            )
         half = args.seconds / 2
         parts: dict[str, list] = {"baseline": [], "draft": []}
         for order in (("baseline", "draft"), ("draft", "baseline")):
             for key in order:
                 print(f"measuring {key} ({paths[key]}) for {half:g} s ...", flush=True)
-                parts[key].append(measure(client, server, paths[key], half, args))
+                parts[key].append(measure(client, server, paths[key], half, args, answer[key]))
 
         pages = {key: combine(parts[key]) for key in parts}
         for key in pages:
@@ -426,22 +586,33 @@ def main() -> int:
             "machine": machine_info(),
             "data": info,
             "sizes": sizes,
-            "gunicorn": {"command": server.command_line, **server.settings,
-                         "version": machine_info()["gunicorn"]},
+            "gunicorn": {
+                "command": server.command_line,
+                **server.settings,
+                "version": machine_info()["gunicorn"],
+            },
             "client": {
                 "name": loadgen.wrk_version() if client == "wrk" else "python (threads, http/1.1)",
                 "concurrency": args.concurrency,
                 "wrk_threads": args.wrk_threads if client == "wrk" else None,
             },
-            "pages": {key: {k: v for k, v in page.items() if k != "_run"} for key, page in pages.items()},
+            "pages": {
+                key: {k: v for k, v in page.items() if k != "_run"} for key, page in pages.items()
+            },
             "ratio": round(ratio, 4),
+            "cpu_ratio": cpu_ratio(pages),
             "target": TARGET,
             "target_met": ratio >= TARGET,
         }
+        if any(page["non200"] or page["transport_errors"] for page in result["pages"].values()):
+            result["server_log_problems"] = server.log_problems()
         print()
         print(report(result))
+        for line in result.get("server_log_problems", []):
+            print(f"  server log: {line}")
         os.makedirs(OUT_DIR, exist_ok=True)
-        out = os.path.join(OUT_DIR, f"draft_page-{args.database}.json")
+        suffix = "-no-thread-cache" if args.no_thread_cache else ""
+        out = os.path.join(OUT_DIR, f"draft_page-{args.database}{suffix}.json")
         with open(out, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2, ensure_ascii=False)
         print(f"results   {os.path.relpath(out, REPO)}")
@@ -453,8 +624,11 @@ def main() -> int:
         if server is not None:
             server.stop()
         if args.database == "postgres":
-            try:
-                reset_postgres(url)  # leave database `test` empty, as the tests expect
+            try:  # leave the database empty, unless someone else started using it meanwhile
+                if postgres_clients(url) and not args.force:
+                    print(f"left {url} as it is: other sessions are connected", file=sys.stderr)
+                else:
+                    reset_postgres(url)
             except Exception as error:  # noqa: BLE001
                 print(f"could not empty {url}: {error}", file=sys.stderr)
         if args.keep:

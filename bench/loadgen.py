@@ -1,10 +1,13 @@
 """Load generators for the benchmarks: wrk when installed, else a Python keep-alive client.
 
 Both run a closed loop (each connection sends its next request when the previous answer
-has arrived) against 127.0.0.1 only, for a bounded time and a bounded number of requests,
-and return a Run: requests, duration, non-200 answers, transport errors, bytes and a
-latency histogram in microseconds (exact for the Python client; from per-run quantiles
-at 0.5 % resolution for wrk).
+has arrived) against 127.0.0.1 only, for a bounded time (and, for the Python client, a
+bounded number of requests), and return a Run: requests, duration, non-200 answers,
+transport errors, bytes and a latency histogram in microseconds (exact for the Python
+client; rebuilt from per-run quantiles at 0.5 % resolution for wrk).
+
+The Python client reads each status; wrk counts statuses >= 400 and run_wrk checks the
+bytes per answer against the page's size, so that wrk need not copy bodies into Lua.
 """
 
 import http.client
@@ -193,8 +196,9 @@ class _Connection:
         return chunk
 
 
-def run_python(port: int, path: str, seconds: float, concurrency: int,
-               max_requests: int = MAX_REQUESTS) -> Run:
+def run_python(
+    port: int, path: str, seconds: float, concurrency: int, max_requests: int = MAX_REQUESTS
+) -> Run:
     """`concurrency` threads, one keep-alive connection each, for `seconds`."""
     budget = iter(range(max_requests))
     start_gate = threading.Barrier(concurrency + 1)
@@ -268,15 +272,42 @@ def wrk_path() -> str | None:
 
 def wrk_version() -> str:
     output = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
-    return output.splitlines()[0].strip() if output else "wrk"
+    first = output.splitlines()[0] if output else "wrk"
+    return first.split(" Copyright")[0].strip()
 
 
-def run_wrk(port: int, path: str, seconds: float, concurrency: int, threads: int) -> Run:
-    """One wrk run; wrk_report.lua counts non-200 answers and prints quantiles as JSON."""
+def answer_bytes(port: int, path: str) -> int:
+    """Bytes of one whole answer (status line, headers and body) to the request wrk sends."""
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode("ascii"))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        length = int(match.group(1)) if match else len(body)
+        return len(head) + 4 + length
+
+
+def run_wrk(
+    port: int, path: str, seconds: float, concurrency: int, threads: int, expect_bytes: int = 0
+) -> Run:
+    """One wrk run, with the totals and quantiles wrk_report.lua prints as JSON.
+
+    wrk counts answers with status >= 400; an answer of another size than `expect_bytes`
+    (give 0 to skip the check) counts as non-200 too: a redirect or an error page is far
+    smaller or larger than the page. The headers vary by a few bytes (dates, ids, cookies).
+    """
     threads = max(1, min(threads, concurrency))
     command = [
-        "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-        f"--timeout={int(TIMEOUT)}s", "-s", WRK_SCRIPT, f"http://{HOST}:{port}{path}",
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={int(TIMEOUT)}s",
+        "-s",
+        WRK_SCRIPT,
+        f"http://{HOST}:{port}{path}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"^BENCHJSON (.*)$", done.stdout, re.MULTILINE)
@@ -286,10 +317,15 @@ def run_wrk(port: int, path: str, seconds: float, concurrency: int, threads: int
     run = Run(
         requests=data["requests"],
         duration=data["duration_us"] / 1_000_000,
-        non200=data["non200"],
+        non200=data["status_errors"],
         errors=Counter({k: v for k, v in data["errors"].items() if v}),
         bytes=data["bytes"],
     )
+    if expect_bytes and run.requests:
+        per_answer = run.bytes / run.requests
+        if abs(per_answer - expect_bytes) > max(64, 0.02 * expect_bytes):
+            wrong = f"answers of {per_answer:.0f} bytes on average, not {expect_bytes}"
+            run.errors[wrong] += run.requests
     # Rebuild an approximate histogram: each 0.5 % quantile stands for 0.5 % of the answers.
     quantiles = data["quantiles_us"]
     measured = run.requests - sum(run.errors.values())
@@ -300,10 +336,18 @@ def run_wrk(port: int, path: str, seconds: float, concurrency: int, threads: int
     return run
 
 
-def run(client: str, port: int, path: str, seconds: float, concurrency: int,
-        wrk_threads: int = 2) -> Run:
+def run(
+    client: str,
+    port: int,
+    path: str,
+    seconds: float,
+    concurrency: int,
+    wrk_threads: int = 2,
+    expect_bytes: int = 0,
+) -> Run:
+    """One run with the chosen client; the Python client counts every non-200 answer."""
     if client == "wrk":
-        return run_wrk(port, path, seconds, concurrency, wrk_threads)
+        return run_wrk(port, path, seconds, concurrency, wrk_threads, expect_bytes)
     return run_python(port, path, seconds, concurrency)
 
 

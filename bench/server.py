@@ -1,6 +1,7 @@
 """Start gunicorn for a benchmark on 127.0.0.1 and a free port; stop its whole process group."""
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -27,8 +28,15 @@ class Gunicorn:
     stdout...) is the production file's. Its output goes to `log_path`.
     """
 
-    def __init__(self, app: str, env: dict, log_path: str, workers: int = 2, threads: int = 4,
-                 max_requests: int = 0) -> None:
+    def __init__(
+        self,
+        app: str,
+        env: dict,
+        log_path: str,
+        workers: int = 2,
+        threads: int = 4,
+        max_requests: int = 0,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self.env = env
@@ -42,12 +50,18 @@ class Gunicorn:
         }
         self.command = [
             GUNICORN,
-            "--config", "gunicorn.conf.py",
-            "--bind", self.settings["bind"],
-            "--workers", str(workers),
-            "--worker-class", self.settings["worker_class"],
-            "--threads", str(threads),
-            "--max-requests", str(max_requests),
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            self.settings["bind"],
+            "--workers",
+            str(workers),
+            "--worker-class",
+            self.settings["worker_class"],
+            "--threads",
+            str(threads),
+            "--max-requests",
+            str(max_requests),
             app,
         ]
         self.process: subprocess.Popen | None = None
@@ -60,14 +74,20 @@ class Gunicorn:
         log = open(self.log_path, "ab")  # noqa: SIM115 (closed when gunicorn is stopped)
         self._log = log
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{self.port}{wait_path}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
+                code = self.process.returncode
+                raise RuntimeError(f"gunicorn exited with {code}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
                     if response.status == 200:
@@ -75,17 +95,24 @@ class Gunicorn:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer {url} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"gunicorn did not answer {url} in {timeout:.0f} s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
         """The worker processes (children of the arbiter)."""
         if self.process is None:
             return []
-        try:
-            with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children") as handle:
-                return [int(pid) for pid in handle.read().split()]
-        except OSError:
-            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == self.process.pid:
+                pids.append(int(entry))
+        return pids
 
     def stop(self) -> None:
         """SIGTERM the process group (arbiter and workers), SIGKILL after 15 s."""
@@ -109,6 +136,24 @@ class Gunicorn:
             pass
         self.process = None
         self._log.close()
+
+    def log_problems(self, limit: int = 8) -> list[str]:
+        """Access-log lines with a status other than 200, and error lines, from the log."""
+        access = re.compile(r'" (\d{3}) ')
+        found = []
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    status = access.search(line)
+                    if (status and status.group(1) != "200") or (
+                        not status and re.search(r"error|exception|traceback", line, re.I)
+                    ):
+                        found.append(line.rstrip()[:300])
+                        if len(found) >= limit:
+                            break
+        except OSError:
+            pass
+        return found
 
     def log_tail(self, lines: int = 30) -> str:
         try:

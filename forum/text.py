@@ -1,5 +1,6 @@
 """The one owner of untrusted text: cleaning, rendering to safe HTML, plain text, cells."""
 
+import functools
 import html
 import re
 import threading
@@ -61,6 +62,12 @@ def render(text: str) -> Markup:
     converter, cleaner = _tools()
     converted = converter.reset().convert(escaped)
     return Markup(cleaner.clean(converted))  # noqa: S704 (escaped, then cleaned by bleach)
+
+
+@functools.lru_cache(maxsize=4096)
+def render_repeated(text: str) -> Markup:
+    """render() memoised, for text shown on every page view (draft sheets, FAQ, responses)."""
+    return render(text)
 
 
 def _separate_lists(text: str) -> str:

@@ -66,7 +66,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["lima"] = lima
     app.jinja_env.globals.update(
         time_left=time_left,
-        render_text=text.render,
+        render_text=text.render_repeated,
         nav_consultation=current_consultation,
     )
     install_visits(app)

@@ -13,6 +13,7 @@ from forum.consultation import demo, services
 from forum.consultation.models import Consultation
 from forum.errors import ForumError
 from forum.extensions import db
+from forum.moderation import services as moderation
 from forum.text import slugify
 
 CSV_COLUMNS = (
@@ -55,12 +56,16 @@ def _find(slug: str | None) -> Consultation:
 def set_window(opens, closes, slug):
     """Set when contributions are accepted (Lima local time)."""
     consultation = _find(slug)
+    before = services.window_of(consultation)
     try:
         services.set_window(consultation, clock.parse_lima(opens), clock.parse_lima(closes), "cli")
     except ValueError as error:
         raise click.ClickException(f"Fecha no válida: {error}") from error
     except ForumError as error:
         raise click.ClickException(error.message) from error
+    moderation.record_audit(
+        None, "consultation.set_window", consultation, before, services.window_of(consultation)
+    )
     db.session.commit()
     click.echo(
         f"{consultation.title}: abre {clock.to_lima(consultation.opens_at):%Y-%m-%d %H:%M} "

@@ -13,6 +13,7 @@ from forum.accounts.models import User
 from forum.consultation import services
 from forum.consultation.models import Draft
 from forum.extensions import db
+from forum.moderation import services as moderation
 from forum.text import slugify
 
 DEMO_FILE = os.path.join(os.path.dirname(__file__), "demo", "paga_2017_2019.yaml")
@@ -48,6 +49,7 @@ def seed() -> str:
                 is_name_public=True,
                 role=role,
             )
+    moderation.seed_tags()
     drafts = {
         d.code: d
         for d in db.session.scalars(select(Draft).where(Draft.consultation_id == consultation.id))

@@ -44,7 +44,17 @@ def themes_with_drafts(consultation: Consultation) -> list[Theme]:
     )
 
 
-def set_window(consultation: Consultation, opens_at: datetime, closes_at: datetime, actor: str) -> None:
+def window_of(consultation: Consultation) -> dict:
+    """The window as ISO 8601 instants, for the audit log."""
+    return {
+        "opens_at": consultation.opens_at.isoformat(),
+        "closes_at": consultation.closes_at.isoformat(),
+    }
+
+
+def set_window(
+    consultation: Consultation, opens_at: datetime, closes_at: datetime, actor: str
+) -> None:
     """Set when the consultation opens and closes (aware instants)."""
     if closes_at <= opens_at:
         raise InvalidInput("El cierre debe ser posterior a la apertura.")
@@ -74,7 +84,9 @@ def touch_thread(draft_id: int | None) -> None:
     """Mark a draft's threads as changed, so their cached rendering is not served again."""
     if draft_id is not None:
         db.session.execute(
-            update(Draft).where(Draft.id == draft_id).values(thread_version=Draft.thread_version + 1)
+            update(Draft)
+            .where(Draft.id == draft_id)
+            .values(thread_version=Draft.thread_version + 1)
         )
 
 
@@ -166,7 +178,9 @@ def link_email_contributions(user: User) -> int:
     """Give a verified account the e-mail contributions sent from its address."""
     result = db.session.execute(
         update(Contribution)
-        .where(Contribution.author_id.is_(None), func.lower(Contribution.author_email) == user.email)
+        .where(
+            Contribution.author_id.is_(None), func.lower(Contribution.author_email) == user.email
+        )
         .values(author_id=user.id)
     )
     return result.rowcount
@@ -298,7 +312,9 @@ def import_consultation(data: dict, actor: str) -> Consultation:
     consultation = db.session.scalar(select(Consultation).where(Consultation.slug == info["slug"]))
     if consultation is None:
         now = clock.now()
-        consultation = Consultation(slug=info["slug"], opens_at=now, closes_at=now + timedelta(days=14))
+        consultation = Consultation(
+            slug=info["slug"], opens_at=now, closes_at=now + timedelta(days=14)
+        )
         db.session.add(consultation)
     contact = info.get("contact") or {}
     consultation.title = info["title"]

@@ -2,15 +2,17 @@
 
 import uuid
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -22,14 +24,21 @@ from forum.accounts.access import role_required
 from forum.consultation import services
 from forum.consultation.forms import CommentForm, WindowForm
 from forum.consultation.models import Consultation, Contribution, Document, Draft, Theme
+from forum.consultation.services import window_of
 from forum.consultation.visits import visits
 from forum.errors import ForumError, InvalidInput
 from forum.extensions import db, limiter
+from forum.moderation import services as moderation
+from forum.moderation.forms import ReportForm
+from forum.moderation.models import DISPOSITIONS, HIDE_REASONS
 
 bp = Blueprint("consultation", __name__)
 admin_bp = Blueprint("consultation_admin", __name__, url_prefix="/admin")
 
-# Rendered comment threads, keyed by draft, its thread_version, page and window state.
+RESPONSES_PER_PAGE = 100
+
+# Rendered comment threads, keyed by draft, its thread_version, page, window state and
+# whether the responses are published (moderation bumps thread_version on every change).
 _thread_cache: LRUCache = LRUCache(maxsize=512)
 
 
@@ -91,12 +100,18 @@ def theme(slug: str, theme_slug: str):
 @bp.route("/consultas/<slug>/borradores/<code>")
 def draft(slug: str, code: str):
     """A draft commitment's sheet and its comment threads."""
+    cache_key = _anonymous_page_key()
+    cached = _page_cache().get(cache_key) if cache_key else None
+    if cached is not None:
+        draft_id, body = cached
+        _count_visit("draft", draft_id)
+        return Response(body, mimetype="text/html")
     consultation = _consultation(slug)
     draft = _draft(consultation, code)
     _count_visit("draft", draft.id)
     page = request.args.get("pagina", 1, type=int)
-    form = CommentForm(idempotency_key=uuid.uuid4().hex)
-    return render_template(
+    form = CommentForm(idempotency_key=uuid.uuid4().hex) if current_user.is_authenticated else None
+    html = render_template(
         "consultation/draft.html",
         consultation=consultation,
         draft=draft,
@@ -104,18 +119,46 @@ def draft(slug: str, code: str):
         form=form,
         page=page,
     )
+    if cache_key:
+        _page_cache()[cache_key] = (draft.id, html.encode())
+    return html
+
+
+def _anonymous_page_key() -> str | None:
+    """Anonymous readers without pending messages share a page for a few seconds."""
+    if current_user.is_authenticated or session.get("_flashes"):
+        return None
+    if current_app.config["PAGE_CACHE_SECONDS"] <= 0:
+        return None
+    return request.full_path
+
+
+def _page_cache() -> TTLCache:
+    """This worker's micro-cache of whole anonymous pages (absorbs bursts of readers)."""
+    cache = current_app.extensions.get("aporta_page_cache")
+    if cache is None:
+        cache = TTLCache(maxsize=256, ttl=current_app.config["PAGE_CACHE_SECONDS"])
+        current_app.extensions["aporta_page_cache"] = cache
+    return cache
 
 
 def _render_threads(draft: Draft, page: int) -> str:
     """The thread section's HTML; the same for every visitor, so it is cached."""
     is_open = draft.consultation.is_open()
-    key = (draft.id, draft.thread_version, page, is_open)
+    published = draft.consultation.responses_published_at is not None
+    key = (draft.id, draft.thread_version, page, is_open, published)
     cached = _thread_cache.get(key)
     if cached is not None and current_app.config.get("THREAD_CACHE", True):
         return cached
     threads = services.thread_page(draft, page, current_app.config["THREADS_PER_PAGE"])
     html = render_template(
-        "consultation/_threads.html", draft=draft, thread_page=threads, is_open=is_open
+        "consultation/_threads.html",
+        draft=draft,
+        thread_page=threads,
+        is_open=is_open,
+        published=published,
+        hide_reasons=HIDE_REASONS,
+        dispositions=DISPOSITIONS,
     )
     _thread_cache[key] = html
     return html
@@ -141,7 +184,9 @@ def reply(contribution_id: int):
         abort(404)
     if request.method == "GET":
         form = CommentForm(idempotency_key=uuid.uuid4().hex)
-        return render_template("consultation/compose.html", form=form, draft=parent.draft, parent=parent)
+        return render_template(
+            "consultation/compose.html", form=form, draft=parent.draft, parent=parent
+        )
     return _handle_compose(parent.draft, parent=parent)
 
 
@@ -175,7 +220,11 @@ def _refused(error: ForumError, form: CommentForm, draft: Draft, parent: Contrib
     """A refusal that keeps what the person typed, so nothing is lost."""
     return (
         render_template(
-            "consultation/refused.html", message=error.message, form=form, draft=draft, parent=parent
+            "consultation/refused.html",
+            message=error.message,
+            form=form,
+            draft=draft,
+            parent=parent,
         ),
         error.status,
     )
@@ -213,6 +262,59 @@ def permalink(contribution_id: int):
         contribution=contribution,
         thread_url=_thread_url(contribution),
         can_edit=services.can_edit(contribution, current_user),
+        hide_reasons=HIDE_REASONS,
+        dispositions=DISPOSITIONS,
+    )
+
+
+@bp.route("/aportes/<int:contribution_id>/denunciar", methods=["GET", "POST"])
+@login_required
+@_post_limit()
+def report(contribution_id: int):
+    """Report a contribution to the moderators, with a reason (once per person)."""
+    contribution = db.get_or_404(Contribution, contribution_id)
+    if contribution.draft is None:
+        abort(404)
+    form = ReportForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            _, is_new = moderation.report_contribution(
+                contribution, current_user, form.reason.data, form.note.data or ""
+            )
+        except ForumError as error:
+            db.session.rollback()
+            form.reason.errors.append(error.message)
+        else:
+            db.session.commit()
+            flash(
+                "Gracias: el equipo de moderación revisará el aporte."
+                if is_new
+                else "Ya habías denunciado este aporte: el equipo de moderación lo está revisando.",
+                "success",
+            )
+            return redirect(_thread_url(contribution))
+    status = 422 if form.errors else 200
+    return render_template("moderation/report.html", form=form, contribution=contribution), status
+
+
+@bp.route("/consultas/<slug>/respuestas")
+def responses(slug: str):
+    """Every contribution with its disposition and reasoned response, once published."""
+    consultation = _consultation(slug)
+    if consultation.responses_published_at is None:
+        return render_template("moderation/responses.html", consultation=consultation, rows=None)
+    page = max(1, request.args.get("pagina", 1, type=int))
+    rows, total = moderation.public_responses(consultation, page, RESPONSES_PER_PAGE)
+    return render_template(
+        "moderation/responses.html",
+        consultation=consultation,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // RESPONSES_PER_PAGE)),
+        counts=moderation.disposition_counts(consultation),
+        hide_reasons=HIDE_REASONS,
+        dispositions=DISPOSITIONS,
     )
 
 
@@ -264,7 +366,9 @@ def document(slug: str, doc_slug: str):
     """One document of the library."""
     consultation = _consultation(slug)
     doc = db.first_or_404(
-        select(Document).where(Document.consultation_id == consultation.id, Document.slug == doc_slug)
+        select(Document).where(
+            Document.consultation_id == consultation.id, Document.slug == doc_slug
+        )
     )
     return render_template("consultation/document.html", consultation=consultation, document=doc)
 
@@ -291,6 +395,7 @@ def window(slug: str):
         form.opens_at.data = clock.to_lima(consultation.opens_at).replace(tzinfo=None)
         form.closes_at.data = clock.to_lima(consultation.closes_at).replace(tzinfo=None)
     elif form.validate_on_submit():
+        before = window_of(consultation)
         try:
             services.set_window(
                 consultation,
@@ -301,6 +406,13 @@ def window(slug: str):
         except ForumError as error:
             form.closes_at.errors.append(error.message)
         else:
+            moderation.record_audit(
+                current_user,
+                "consultation.set_window",
+                consultation,
+                before,
+                window_of(consultation),
+            )
             db.session.commit()
             flash("La ventana de la consulta fue actualizada.", "success")
             return redirect(url_for("consultation_admin.window", slug=slug))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from forum import clock
 from forum.accounts.models import User
+from forum.consultation.models import Contribution
 from forum.dbtypes import UTCDateTime
 from forum.extensions import db
 
@@ -120,3 +121,48 @@ class AuditEntry(db.Model):
     after: Mapped[str] = mapped_column(Text, default="")  # JSON
 
     actor: Mapped[User | None] = relationship()
+
+
+# Indexes for the moderation queue: each common filter, then the queue's order (newest first).
+# They live here, next to the queue that needs them; the tables belong to other domains.
+QUEUE_INDEXES = (
+    Index("ix_contributions_received_id", Contribution.received_at, Contribution.id),
+    Index(
+        "ix_contributions_state_received",
+        Contribution.moderation_state,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index(
+        "ix_contributions_channel_received",
+        Contribution.channel,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index(
+        "ix_contributions_late_received",
+        Contribution.is_late,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index(
+        "ix_contributions_disposition_received",
+        Contribution.disposition,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index(
+        "ix_contributions_theme_received",
+        Contribution.theme_id,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index(
+        "ix_contributions_draft_received",
+        Contribution.draft_id,
+        Contribution.received_at,
+        Contribution.id,
+    ),
+    Index("ix_users_organisation_type", User.organisation_type),
+    Index("ix_users_region", User.region),
+)

@@ -1,0 +1,167 @@
+"""Near-duplicate detection for Spanish text: no app, no database, only texts in and pairs out.
+
+Texts are normalised (accents, case, punctuation), identical normalised texts form one
+bucket (form letters, the same text sent by forum and by e-mail), and one text per bucket
+goes through MinHash (word 3-gram shingles) and datasketch's MinHashLSH to find small edits.
+The signatures are datasketch's "legacy" MinHash over 32-bit shingle hashes, computed for
+many texts in one vectorised pass (the tests check they equal `MinHash.update_batch`).
+"""
+
+import unicodedata
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+NUM_PERM = 64
+SEED = 1
+SHINGLE_WORDS = 3
+THRESHOLD = 0.7  # estimated Jaccard similarity of the shingle sets
+_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
+_ENYE = "\x01"  # stands for ñ while accents are folded (bodies hold no control characters)
+_SEPARATOR = "\x02"  # between texts normalised together
+# Byte table: digits, a-z and the two markers stay, everything else becomes a space.
+_KEPT = set(b"0123456789abcdefghijklmnopqrstuvwxyz\x01\x02")
+_WORD_BYTES = bytes(byte if byte in _KEPT else 32 for byte in range(256))
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_CHUNK_SHINGLES = 4_096  # rows of the (shingles x permutations) matrix per pass: cache-sized
+
+
+def normalise(text: str) -> str:
+    """Lower case, no accents (ñ kept), punctuation and spacing collapsed."""
+    return normalise_many([text])[0]
+
+
+def normalise_many(texts: Sequence[str]) -> list[str]:
+    """`normalise` for many texts at once: one pass of C string functions over all of them."""
+    joined = _SEPARATOR.join(texts).lower().replace("ñ", _ENYE)
+    folded = unicodedata.normalize("NFKD", joined).encode("ascii", "ignore")
+    words = folded.translate(_WORD_BYTES).decode("ascii").replace(_ENYE, "ñ")
+    return [" ".join(part.split()) for part in words.split(_SEPARATOR)]
+
+
+def shingle_hashes_many(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`shingle_hashes` of many normalised texts: every hash in order, and how many per text."""
+    split = [key.split() for key in keys]
+    counts = np.fromiter((len(words) for words in split), dtype=np.int64, count=len(split))
+    words = list(chain.from_iterable(split))
+    vocabulary = {word: zlib.crc32(word.encode()) for word in set(words)}
+    hashes = np.fromiter(map(vocabulary.__getitem__, words), dtype=np.uint64, count=len(words))
+    owner = np.repeat(np.arange(len(keys)), counts)
+    long_text = counts > SHINGLE_WORDS
+    gram_owners, gram_values = owner[:0], hashes[:0]
+    if len(words) > SHINGLE_WORDS - 1:
+        grams = hashes[:-2] * _MIX[0] + hashes[1:-1] * _MIX[1] + hashes[2:]  # wraps, as meant
+        grams = np.bitwise_and(grams ^ (grams >> np.uint64(32)), _MAX_HASH)
+        inside = (owner[:-2] == owner[2:]) & long_text[owner[:-2]]  # 3-grams within one text
+        gram_owners, gram_values = owner[:-2][inside], grams[inside]
+    short = np.flatnonzero(~long_text)  # texts of 3 words or fewer: one hash of the whole
+    short_hashes = np.array([zlib.crc32(keys[i].encode()) for i in short], dtype=np.uint64)
+    owners = np.concatenate([gram_owners, short])
+    values = np.concatenate([gram_values, short_hashes])
+    order = np.argsort(owners, kind="stable")
+    return values[order], np.bincount(owners, minlength=len(keys))
+
+
+def shingle_hashes(normalised: str) -> np.ndarray:
+    """32-bit hashes of the word 3-grams (of the whole text when it is shorter)."""
+    words = normalised.split()
+    if len(words) <= SHINGLE_WORDS:
+        values = [zlib.crc32(normalised.encode())] if normalised else []
+        return np.array(values, dtype=np.uint64)
+    hashes = np.fromiter(
+        (zlib.crc32(word.encode()) for word in words), dtype=np.uint64, count=len(words)
+    )
+    grams = hashes[:-2] * _MIX[0] + hashes[1:-1] * _MIX[1] + hashes[2:]  # wraps, as meant
+    return np.bitwise_and(grams ^ (grams >> np.uint64(32)), _MAX_HASH)
+
+
+def reference_minhash(values: Iterable[int]) -> MinHash:
+    """datasketch's own MinHash of some shingle hashes, with the parameters used here."""
+    minhash = MinHash(num_perm=NUM_PERM, seed=SEED, hashfunc=int, scheme="legacy")
+    minhash.update_batch(list(values))
+    return minhash
+
+
+def signatures(hash_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """MinHash signatures, one row per non-empty set of shingle hashes."""
+    counts = np.array([len(values) for values in hash_sets], dtype=np.int64)
+    return signatures_flat(np.concatenate(list(hash_sets)), counts)
+
+
+def signatures_flat(hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """MinHash signatures of consecutive runs of `hashes` (`counts[i]` for text i, all > 0),
+    a few thousand shingles at a time so the (shingles x permutations) matrix stays small."""
+    a, b = reference_minhash([]).permutations
+    a = a.astype(np.uint64)
+    b = b.astype(np.uint64)
+    ends = np.cumsum(counts)
+    out = np.empty((len(counts), NUM_PERM), dtype=np.uint64)
+    first = 0
+    while first < len(counts):
+        start = ends[first] - counts[first]
+        last = max(first + 1, int(np.searchsorted(ends, start + _CHUNK_SHINGLES, side="right")))
+        chunk = hashes[start : ends[last - 1]]
+        permuted = np.bitwise_and((chunk[:, None] * a + b) % _MERSENNE_PRIME, _MAX_HASH)
+        offsets = ends[first:last] - counts[first:last] - start
+        out[first:last] = np.minimum.reduceat(permuted, offsets, axis=0)
+        first = last
+    return out
+
+
+@dataclass
+class Similar:
+    """What a run finds: buckets of identical texts and pairs of near-identical ones."""
+
+    buckets: list[list[int]]  # ids with the same normalised text (2 or more), sorted
+    pairs: list[tuple[int, int]]  # (smaller, larger id): similar texts, a spanning forest
+
+    def edges(self) -> list[tuple[int, int]]:
+        """Every link found: each bucket as a chain of ids, and the near-identical pairs."""
+        chained = [
+            (bucket[i], bucket[i + 1]) for bucket in self.buckets for i in range(len(bucket) - 1)
+        ]
+        return chained + self.pairs
+
+
+def find_similar(texts: Iterable[tuple[int, str]], threshold: float = THRESHOLD) -> Similar:
+    """Find identical and near-identical texts among (id, text) pairs."""
+    pairs_in = list(texts)
+    by_text: dict[str, list[int]] = {}
+    for (ident, _), key in zip(pairs_in, normalise_many([t for _, t in pairs_in]), strict=True):
+        if key:
+            by_text.setdefault(key, []).append(ident)
+    buckets = [sorted(ids) for ids in by_text.values() if len(ids) > 1]
+    keys = list(by_text)
+    representatives = [min(by_text[key]) for key in keys]
+    sigs = signatures_flat(*shingle_hashes_many(keys))
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    hashed = [LeanMinHash(seed=SEED, hashvalues=row, scheme="legacy") for row in sigs]
+    with lsh.insertion_session() as session:
+        for index, minhash in enumerate(hashed):
+            session.insert(index, minhash, check_duplication=False)
+    # Keep a spanning forest of the similar texts: a link between two texts already linked
+    # through others adds nothing to a suggestion, and a campaign of n edited copies would
+    # otherwise give n * n pairs.
+    parent = list(range(len(keys)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    pairs = []
+    for index, minhash in enumerate(hashed):
+        for other in lsh.query(minhash):
+            if other == index or find(index) == find(other):
+                continue
+            if np.count_nonzero(sigs[index] == sigs[other]) / NUM_PERM >= threshold:
+                parent[find(other)] = find(index)
+                a, b = representatives[index], representatives[other]
+                pairs.append((a, b) if a < b else (b, a))
+    return Similar(buckets=sorted(buckets), pairs=sorted(pairs))

@@ -44,6 +44,7 @@ class Defaults:
     COMMENT_MAX_LENGTH = 5000
     COMMENT_EDIT_MINUTES = 15
     THREADS_PER_PAGE = 20
+    PAGE_CACHE_SECONDS = 10  # anonymous draft pages: per-worker micro-cache (0 turns it off)
     VISIT_FLUSH_SECONDS = 30
     VISIT_FLUSH_HITS = 200
     LOGIN_LIMIT = "10 per minute;50 per hour"  # per address

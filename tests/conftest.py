@@ -69,6 +69,7 @@ def app(tmp_path_factory) -> Iterator[Flask]:
             "SQLALCHEMY_DATABASE_URI": _database_url(tmp_path_factory),
             "BASE_URL": "http://localhost",
             "SERVER_NAME": None,
+            "PAGE_CACHE_SECONDS": 0,  # tests read their own writes; one test turns it on
         }
     )
     app.instance_path = str(instance)
@@ -106,6 +107,7 @@ def _clean_state(app: Flask) -> Iterator[None]:
     _empty_database()
     limiter.reset()
     consultation_views._thread_cache.clear()
+    app.extensions.pop("aporta_page_cache", None)
     clock.travel_to(None)
     ctx.pop()
     app.config.clear()

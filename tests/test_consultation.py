@@ -433,3 +433,27 @@ def test_drafts_table_holds_sheet_fields():
     make_consultation()
     sheet = db.session.scalar(select(Draft).where(Draft.code == "SAN-1"))
     assert sheet.ogp_value_list == ["Transparencia"] and sheet.product_list == ["Plataforma"]
+
+
+def test_anonymous_draft_pages_are_micro_cached_but_people_see_their_own_writes(app, client):
+    app.config["PAGE_CACHE_SECONDS"] = 60
+    app.config["VISIT_FLUSH_HITS"] = 1000
+    make_consultation()
+    author = make_user(email="autora@correo.example")
+    make_comment(draft(), author, "primero")
+    db.session.commit()
+    first = client.get(DRAFT_URL)
+    assert "primero" in first.get_data(as_text=True)
+    assert "Set-Cookie" not in first.headers  # nothing personal in a shared page
+    make_comment(draft(), author, "segundo")
+    db.session.commit()
+    again = client.get(DRAFT_URL)
+    assert "segundo" not in again.get_data(as_text=True)  # served from the micro-cache
+    assert again.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+
+    logged_in = app.test_client()
+    login(logged_in, "autora@correo.example")
+    assert "segundo" in logged_in.get(DRAFT_URL).get_data(as_text=True)
+    visits.flush()
+    db.session.expire_all()
+    assert draft().visit_count == 3  # cached answers are still counted

@@ -389,6 +389,10 @@ def test_payloads_in_every_field_never_run(app, visitor, unlimited):
         with page.expect_navigation():
             page.evaluate(SUBMIT, {"action": action, "token": token, "body": payload})
         where = f"refusal page {comment_id}"
+        if "\x00" in payload:  # refused before any view: NUL never belongs in a form
+            shown = you.assert_harmless(where, secret, texts=("h1",))
+            assert shown["h1"] == "Solicitud no válida", where
+            continue
         shown = you.assert_harmless(where, secret, texts=("h1",), values=("#texto-guardado",))
         assert shown["h1"] == "No se pudo publicar tu aporte", where
         assert as_shown(shown["#texto-guardado"]) == as_shown(payload), where

@@ -8,7 +8,9 @@ Builds a fresh database with the migrations, bulk-inserts ROWS contributions (si
     `COPY (...) TO STDOUT CSV` through psql), the baseline;
   - `services.write_csv` and `services.write_xlsx` (what `flask export` and the web
     downloads run), each in its own subprocess, which reports its peak RSS (getrusage).
-Prints the figures and the ratio export time / dump time. Nothing asserts a time.
+Prints the figures, the ratio export time / dump time and the load average before each
+measure (on a shared machine, a load above the number of CPUs slows every figure, the
+dump's too). Nothing asserts a time.
 PostgreSQL uses the database `aporta_export` (its schema is dropped and rebuilt).
 """
 
@@ -261,6 +263,7 @@ def run(database: str, rows: int) -> None:
     url = POSTGRES_URL if database == "postgres" else f"sqlite:///{folder}/bench.sqlite3"
     print(f"== {database}: {rows:,} contributions")
     build(url, rows)
+    print(f"  load average before the dump: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     baseline = dump(url, os.path.join(folder, "dump.csv"))
     size = os.path.getsize(os.path.join(folder, "dump.csv"))
     print(
@@ -269,6 +272,7 @@ def run(database: str, rows: int) -> None:
     )
     for fmt in ("csv", "xlsx"):
         out = os.path.join(folder, f"export.{fmt}")
+        load = os.getloadavg()[0]
         answer = subprocess.run(
             [sys.executable, __file__, "--child", fmt, "--url", url, "--out", out],
             capture_output=True,
@@ -280,7 +284,7 @@ def run(database: str, rows: int) -> None:
         print(
             f"  export {fmt}: {seconds:.1f} s, {int(written) / seconds:,.0f} rows/s, "
             f"peak RSS {int(peak_kib) / 1024:.0f} MiB, {os.path.getsize(out) / 1e6:.0f} MB, "
-            f"{seconds / baseline:.1f}x the dump's time"
+            f"{seconds / baseline:.1f}x the dump's time (load before: {load:.1f})"
         )
     for name in os.listdir(folder):
         os.unlink(os.path.join(folder, name))

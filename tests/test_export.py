@@ -7,7 +7,7 @@ import io
 import json
 import re
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import openpyxl
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from forum import clock
 from forum.consultation import services as consultation_services
 from forum.consultation.models import Contribution, Draft
-from forum.export import summaries
+from forum.export import formats, rows, summaries
 from forum.export.privacy import mask_emails
 from forum.extensions import db
 from forum.moderation.models import ContributionGroup, Tag, contribution_tags
@@ -432,6 +432,77 @@ def test_grouped_contributions_take_synthesis_disposition_and_response_from_the_
     assert rows[third.id]["disposition"] == "derivado" and rows[third.id]["group_size"] == ""
     filtered = read_csv(staff.get("/datos/secretaria/aportes.csv?disposicion=no-incorporado"))
     assert {int(r["id"]) for r in filtered} == {first.id, second.id}
+
+
+def test_rows_read_in_small_chunks_give_the_same_files(staff, monkeypatch):
+    """Tags, neutralised cells and hidden stubs do not depend on where a chunk ends."""
+    clock.travel_to(clock.parse_lima("2017-10-10T12:00"))
+    _, second, third, fourth, *_ = contributions()
+    smart, formula = Tag(slug="smart", name="SMART"), Tag(slug="agua", name="=Agua")
+    db.session.add_all([smart, formula])
+    db.session.flush()
+    for contribution in (third, fourth):  # on both sides of the end of a 3-row chunk
+        for tag in (smart, formula):
+            db.session.execute(
+                insert(contribution_tags).values(contribution_id=contribution.id, tag_id=tag.id)
+            )
+    second.body = "-1 al presupuesto"
+    fourth.moderation_state, fourth.hidden_reason = "hidden", "insulto"
+    db.session.commit()
+    urls = [
+        f"/datos/{audience}aportes.{fmt}"
+        for audience in ("", "secretaria/")
+        for fmt in ("csv", "json", "xlsx")
+    ]
+
+    def files() -> dict:
+        found = {}
+        for url in urls:
+            response = staff.get(url)
+            if url.endswith(".xlsx"):
+                book = workbook(response)
+                found[url] = {name: sheet_values(book[name]) for name in book.sheetnames}
+            else:
+                found[url] = response.get_data()
+        return found
+
+    whole = files()
+    monkeypatch.setattr(rows, "CHUNK", 3)
+    assert files() == whole
+    staff_rows = {int(r["id"]): r for r in read_csv(staff.get("/datos/secretaria/aportes.csv"))}
+    assert staff_rows[third.id]["tags"] == staff_rows[fourth.id]["tags"] == "'=Agua; SMART"
+    assert staff_rows[second.id]["text"] == "'-1 al presupuesto"
+    public = json.loads(whole["/datos/aportes.json"])["contributions"]
+    assert [row["tags"] for row in public[1:4]] == [[], ["=Agua", "SMART"], []]
+    assert public[1]["text"] == "-1 al presupuesto"  # JSON keeps the text as written
+
+
+def test_only_cells_a_spreadsheet_would_run_are_neutralised():
+    cells = [
+        ["=1+1", "¿Por qué?", 3, "texto"],
+        ["normal", "(entre paréntesis)", None, "@usuaria"],
+        ["a", "b", 1, "+51 1 234 5678"],
+        ["sin", "nada", 2, "raro"],
+    ]
+    formats.neutralise(cells, (0, 1, 3))
+    assert cells == [
+        ["'=1+1", "¿Por qué?", 3, "texto"],
+        ["normal", "(entre paréntesis)", None, "'@usuaria"],
+        ["a", "b", 1, "'+51 1 234 5678"],
+        ["sin", "nada", 2, "raro"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["1890-01-01T04:00", "1908-07-28T04:00", "1994-01-01T04:00", "1994-04-01T03:00", "2017-09-22"],
+)
+def test_lima_times_match_the_tz_database_across_changes_of_rule(start):
+    lima_time = rows.LimaTime()
+    for minutes in range(0, 3 * 60, 7):
+        instant = datetime.fromisoformat(start) + timedelta(minutes=minutes, seconds=minutes % 60)
+        expected = instant.replace(tzinfo=UTC).astimezone(clock.LIMA).isoformat()
+        assert lima_time(instant) == expected, instant
 
 
 # --------------------------------------------------------------------------- filters

@@ -37,13 +37,10 @@ def _run(what: str, out: str, values: dict, write, audience: Audience) -> None:
         total = count_rows(consultation, filters)
         with click.progressbar(length=total, label=f"Exportando {total} aportes", file=None) as bar:
 
-            def progress(rows):
-                n = 0
-                for n, row in enumerate(rows, start=1):
-                    if n % 1000 == 0:
-                        bar.update(1000)
-                    yield row
-                bar.update(n % 1000)
+            def progress(chunks):
+                for chunk in chunks:
+                    bar.update(len(chunk))
+                    yield chunk
 
             rows = write(out, consultation, filters, progress)
     except ForumError as error:

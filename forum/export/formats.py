@@ -10,7 +10,10 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from operator import itemgetter
 
 import xlsxwriter
 
@@ -28,16 +31,55 @@ MODERATION_STATES = {"visible": "Visible", "hidden": "Oculto"}
 
 
 def csv_cell(value) -> str:
-    """A value as CSV text: booleans true/false, lists joined by '; ', text neutralised."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        value = "; ".join(value)
+    """A summary value as CSV text: text neutralised, numbers as written."""
     if isinstance(value, str):
         return spreadsheet_cell(value)
     return str(value)
+
+
+# A text cell that starts with anything but a letter, digit or "_" might be run by a
+# spreadsheet; only rows holding one go through spreadsheet_cell, cell by cell. (The
+# cells are joined with NUL to look at all starts at once; a NUL inside a text can only
+# send a row through the exact check without need.)
+_SEPARATOR = "\x00"
+_SUSPECT_START = re.compile(r"\x00[^\w\x00]")
+
+
+def neutralise(rows: list[list], text_at: tuple[int, ...]) -> None:
+    """Apply spreadsheet_cell to the text cells (positions `text_at`) of the rows, in place."""
+    texts = itemgetter(*text_at)
+    blob = _SEPARATOR + _SEPARATOR.join(chain.from_iterable(map(texts, rows)))
+    if not _SUSPECT_START.search(blob):
+        return
+    for row in rows:
+        if _SUSPECT_START.search(_SEPARATOR + _SEPARATOR.join(texts(row))):
+            for index in text_at:
+                row[index] = spreadsheet_cell(row[index])
+
+
+def _positions(columns: list[Column]) -> tuple[int, int, tuple[int, ...]]:
+    """Where is_late and tags are, and where the text cells are once tags are joined."""
+    ids = [column.id for column in columns]
+    text_at = tuple(index for index, column in enumerate(columns) if column.type == "string")
+    return ids.index("is_late"), ids.index("tags"), text_at
+
+
+def csv_rows(columns: list[Column]) -> Callable[[list[tuple]], list[list]]:
+    """A function: a chunk of rows -> the CSV cells (booleans true/false, tags joined by '; ',
+    text neutralised; None is written empty by csv.writer)."""
+    late_at, tags_at, text_at = _positions(columns)
+
+    def convert(chunk: list[tuple]) -> list[list]:
+        rows = []
+        for row in chunk:
+            cells = list(row)
+            cells[late_at] = "true" if cells[late_at] else "false"
+            cells[tags_at] = "; ".join(cells[tags_at])
+            rows.append(cells)
+        neutralise(rows, text_at)
+        return rows
+
+    return convert
 
 
 class CsvDigest:
@@ -48,7 +90,7 @@ class CsvDigest:
     """
 
     def __init__(self, columns: list[Column], with_bom: bool = True):
-        self.columns = columns
+        self.convert = csv_rows(columns)
         self.sha = hashlib.sha256()
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\r\n")
@@ -57,10 +99,10 @@ class CsvDigest:
             self.buffer.write(BOM)
         self.writer.writerow([column.id for column in columns])
 
-    def add(self, row: dict) -> str:
-        """Add a row; returns the CSV text written so far and not yet taken."""
-        self.writer.writerow([csv_cell(row[column.id]) for column in self.columns])
-        self.rows += 1
+    def add(self, chunk: list[tuple]) -> str:
+        """Add a chunk of rows; returns the CSV text written so far and not yet taken."""
+        self.writer.writerows(self.convert(chunk))
+        self.rows += len(chunk)
         return self._take() if self.buffer.tell() >= FLUSH_BYTES else ""
 
     def _take(self) -> str:
@@ -79,55 +121,70 @@ class CsvDigest:
 
 
 def csv_chunks(
-    columns: list[Column], rows: Iterable[dict], with_bom: bool = True
+    columns: list[Column], chunks: Iterable[list[tuple]], with_bom: bool = True
 ) -> Iterator[bytes]:
-    """The CSV file, in chunks of about 64 KiB."""
+    """The CSV file, in pieces of at least 64 KiB (one per chunk of rows past that size)."""
     digest = CsvDigest(columns, with_bom)
-    for row in rows:
-        text = digest.add(row)
+    for chunk in chunks:
+        text = digest.add(chunk)
         if text:
             yield text.encode("utf-8")
     yield digest.finish().encode("utf-8")
 
 
-def json_chunks(columns: list[Column], rows: Iterable[dict], metadata: dict) -> Iterator[bytes]:
+def json_chunks(
+    columns: list[Column], chunks: Iterable[list[tuple]], metadata: dict
+) -> Iterator[bytes]:
     """A JSON object: metadata, the rows as "contributions", then the count and checksum."""
     digest = CsvDigest(columns)
+    ids = [column.id for column in columns]
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     head = json.dumps({"metadata": metadata}, ensure_ascii=False, indent=1)
-    parts = [head[:-2], ',\n "contributions": [']
+    yield (head[:-2] + ',\n "contributions": [').encode("utf-8")
     separator = "\n  "
-    for row in rows:
-        digest.add(row)
-        parts.append(separator + json.dumps({c.id: row[c.id] for c in columns}, ensure_ascii=False))
-        separator = ",\n  "
-        if len(parts) >= 500:
-            yield "".join(parts).encode("utf-8")
-            parts = []
+    for chunk in chunks:
+        digest.add(chunk)
+        text = ",\n  ".join([encode(dict(zip(ids, row, strict=True))) for row in chunk])
+        if text:
+            yield (separator + text).encode("utf-8")
+            separator = ",\n  "
     digest.finish()
     tail = {"row_count": digest.rows, "rows_sha256": digest.hexdigest()}
-    parts.append("\n ],\n" + json.dumps(tail, ensure_ascii=False, indent=1)[2:] + "\n")
-    yield "".join(parts).encode("utf-8")
+    yield ("\n ],\n" + json.dumps(tail, ensure_ascii=False, indent=1)[2:] + "\n").encode("utf-8")
 
 
-def people_value(column: Column, value):
-    """A value as the XLSX shows it to people: labels instead of codes."""
-    if value is None:
-        return ""
-    labels = {
-        "channel": CHANNELS,
-        "organisation_type": ORGANISATION_TYPES,
-        "region": REGIONS,
-        "disposition": DISPOSITIONS,
-        "moderation_state": MODERATION_STATES,
-        "hidden_reason": HIDE_REASONS,
-    }.get(column.id)
-    if labels is not None:
-        return labels.get(value, value)
-    if isinstance(value, bool):
-        return "Sí" if value else "No"
-    if isinstance(value, list):
-        return "; ".join(value)
-    return value
+# What the XLSX shows people instead of codes.
+LABELS = {
+    "channel": CHANNELS,
+    "organisation_type": ORGANISATION_TYPES,
+    "region": REGIONS,
+    "disposition": DISPOSITIONS,
+    "moderation_state": MODERATION_STATES,
+    "hidden_reason": HIDE_REASONS,
+}
+
+
+def people_rows(columns: list[Column]) -> Callable[[list[tuple]], list[list]]:
+    """A function: a chunk of rows -> the XLSX cells people read (labels instead of codes,
+    Sí/No, tags joined by '; ', text neutralised, None kept for an empty cell)."""
+    late_at, tags_at, text_at = _positions(columns)
+    labelled = [
+        (index, LABELS[column.id]) for index, column in enumerate(columns) if column.id in LABELS
+    ]
+
+    def convert(chunk: list[tuple]) -> list[list]:
+        rows = []
+        for row in chunk:
+            cells = list(row)
+            cells[late_at] = "Sí" if cells[late_at] else "No"
+            cells[tags_at] = "; ".join(cells[tags_at])
+            for index, labels in labelled:
+                cells[index] = labels.get(cells[index], cells[index])
+            rows.append(cells)
+        neutralise(rows, text_at)
+        return rows
+
+    return convert
 
 
 def sheet_name(name: str, taken: set[str]) -> str:
@@ -162,17 +219,21 @@ class _TableSheet:
         self.sheet.freeze_panes(1, 0)
         self.row = 0
 
-    def add(self, values: list) -> None:
-        if self.row + 1 >= XLSX_MAX_ROWS:
-            self.close()
-            self._open()
-        self.row += 1
-        for index, value in enumerate(values):
-            if isinstance(value, str):
-                if value:
-                    self.sheet.write_string(self.row, index, spreadsheet_cell(value))
-            else:
-                self.sheet.write_number(self.row, index, value)
+    def add(self, rows: list[list]) -> None:
+        """Write rows of cells: text as strings (never formulas), numbers, None left empty."""
+        write_string, write_number = self.sheet.write_string, self.sheet.write_number
+        for cells in rows:
+            if self.row + 1 >= XLSX_MAX_ROWS:
+                self.close()
+                self._open()
+                write_string, write_number = self.sheet.write_string, self.sheet.write_number
+            self.row += 1
+            for index, value in enumerate(cells):
+                if value.__class__ is str:
+                    if value:
+                        write_string(self.row, index, value)
+                elif value is not None:
+                    write_number(self.row, index, value)
 
     def close(self) -> None:
         self.sheet.autofilter(0, 0, max(self.row, 1), len(self.columns) - 1)
@@ -202,7 +263,7 @@ def write_table(sheet, first_row: int, table: Table, formats, caption: str) -> i
 def write_xlsx(
     path: str,
     columns: list[Column],
-    rows: Iterable[dict],
+    chunks: Iterable[list[tuple]],
     *,
     summary: Table,
     participants: list[Table],
@@ -237,13 +298,19 @@ def write_xlsx(
         next_row = write_table(people, next_row, part, formats, f"Cuadro {number}: {part.title}")
 
     by_theme = {name: _TableSheet(workbook, name, columns, taken, formats) for name in theme_names}
+    theme_at = [column.id for column in columns].index("theme")
     digest = CsvDigest(columns)
-    for row in rows:
-        digest.add(row)
-        values = [people_value(column, row[column.id]) for column in columns]
-        table.add(values)
-        if row["theme"] in by_theme:
-            by_theme[row["theme"]].add(values)
+    convert = people_rows(columns)
+    for chunk in chunks:
+        digest.add(chunk)
+        cells = convert(chunk)
+        table.add(cells)
+        per_theme: dict[str, list[list]] = {}
+        for row, row_cells in zip(chunk, cells, strict=True):
+            per_theme.setdefault(row[theme_at], []).append(row_cells)
+        for name, theme_cells in per_theme.items():
+            if name in by_theme:
+                by_theme[name].add(theme_cells)
     digest.finish()
     table.close()
     for sheet in by_theme.values():

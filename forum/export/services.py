@@ -28,7 +28,7 @@ from forum.export.rows import (
     Filters,
     columns_for,
     count_rows,
-    iter_rows,
+    iter_chunks,
     responses_are_public,
 )
 from forum.extensions import db
@@ -38,6 +38,8 @@ from forum.text import slugify
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "json", "xlsx")
+# What the CLI passes to show progress: chunks of rows in, the same chunks out.
+Progress = Callable[[Iterable[list[tuple]]], Iterable[list[tuple]]]
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
@@ -141,8 +143,8 @@ def stream_csv(
 ) -> Iterator[bytes]:
     """The contributions table as CSV chunks."""
     _log("csv", consultation, filters, audience, actor)
-    rows = iter_rows(consultation, filters, audience)
-    return formats.csv_chunks(columns_for(audience), rows)
+    chunks = iter_chunks(consultation, filters, audience)
+    return formats.csv_chunks(columns_for(audience), chunks)
 
 
 def stream_json(
@@ -150,9 +152,9 @@ def stream_json(
 ) -> Iterator[bytes]:
     """The contributions table as JSON chunks, metadata first and checksum last."""
     _log("json", consultation, filters, audience, actor)
-    rows = iter_rows(consultation, filters, audience)
+    chunks = iter_chunks(consultation, filters, audience)
     return formats.json_chunks(
-        columns_for(audience), rows, metadata(consultation, filters, audience, "json")
+        columns_for(audience), chunks, metadata(consultation, filters, audience, "json")
     )
 
 
@@ -162,11 +164,11 @@ def write_csv(
     filters: Filters,
     audience: Audience,
     actor: str,
-    progress: Callable[[Iterable[dict]], Iterable[dict]] = iter,
+    progress: Progress = iter,
 ) -> int:
     """Write the CSV file; returns its number of rows."""
     _log("csv", consultation, filters, audience, actor)
-    counted = _Counted(progress(iter_rows(consultation, filters, audience)))
+    counted = _Counted(progress(iter_chunks(consultation, filters, audience)))
     with open(path, "wb") as out:
         for chunk in formats.csv_chunks(columns_for(audience), counted):
             out.write(chunk)
@@ -179,11 +181,11 @@ def write_json(
     filters: Filters,
     audience: Audience,
     actor: str,
-    progress: Callable[[Iterable[dict]], Iterable[dict]] = iter,
+    progress: Progress = iter,
 ) -> int:
     """Write the JSON file; returns its number of rows."""
     _log("json", consultation, filters, audience, actor)
-    counted = _Counted(progress(iter_rows(consultation, filters, audience)))
+    counted = _Counted(progress(iter_chunks(consultation, filters, audience)))
     meta = metadata(consultation, filters, audience, "json")
     with open(path, "wb") as out:
         for chunk in formats.json_chunks(columns_for(audience), counted, meta):
@@ -192,13 +194,15 @@ def write_json(
 
 
 class _Counted:
-    def __init__(self, rows: Iterable[dict]):
-        self.rows, self.n = rows, 0
+    """Chunks of rows passed through, counting the rows."""
+
+    def __init__(self, chunks: Iterable[list[tuple]]):
+        self.chunks, self.n = chunks, 0
 
     def __iter__(self):
-        for row in self.rows:
-            self.n += 1
-            yield row
+        for chunk in self.chunks:
+            self.n += len(chunk)
+            yield chunk
 
 
 def suppression_threshold() -> int:
@@ -224,7 +228,7 @@ def write_xlsx(
     filters: Filters,
     audience: Audience,
     actor: str,
-    progress: Callable[[Iterable[dict]], Iterable[dict]] = iter,
+    progress: Progress = iter,
 ) -> int:
     """Write the workbook (see formats.write_xlsx); returns its number of rows."""
     _log("xlsx", consultation, filters, audience, actor)
@@ -263,7 +267,7 @@ def write_xlsx(
     digest = formats.write_xlsx(
         path,
         columns_for(audience),
-        progress(iter_rows(consultation, filters, audience)),
+        progress(iter_chunks(consultation, filters, audience)),
         summary=summaries.theme_channel(consultation, filters),
         participants=participant_tables(consultation, filters, audience),
         theme_names=list(themes),
@@ -307,13 +311,13 @@ def write_datapackage(
     consultation: Consultation,
     filters: Filters,
     actor: str,
-    progress: Callable[[Iterable[dict]], Iterable[dict]] = iter,
+    progress: Progress = iter,
 ) -> int:
     """The public export as a Frictionless data package, zipped: datapackage.json, the
     contributions CSV and the theme x channel CSV, each with its Table Schema and hash."""
     _log("datapackage", consultation, filters, Audience.PUBLIC, actor)
     columns = columns_for(Audience.PUBLIC)
-    counted = _Counted(progress(iter_rows(consultation, filters, Audience.PUBLIC)))
+    counted = _Counted(progress(iter_chunks(consultation, filters, Audience.PUBLIC)))
     summary = summaries.theme_channel(consultation, filters)
     summary_bytes = formats.summary_csv(summary)
     meta = metadata(consultation, filters, Audience.PUBLIC, "datapackage")
@@ -396,7 +400,7 @@ def write_institution_pack(
     institution: Institution,
     filters: Filters,
     actor: str,
-    progress: Callable[[Iterable[dict]], Iterable[dict]] = iter,
+    progress: Progress = iter,
 ) -> int:
     """The XLSX of the contributions on one institution's drafts, for that institution."""
     pack_filters = Filters(**(filters.__dict__ | {"institution": institution.name}))

@@ -8,6 +8,7 @@ import yaml
 from sqlalchemy import func, select
 
 from forum import clock
+from forum.consultation import services as consultation_services
 from forum.consultation.models import Contribution
 from forum.extensions import db
 from forum.ingest import services
@@ -17,7 +18,7 @@ from forum.ingest.parse import parse_message, sha256
 from forum.ingest.pipeline import Run, stored_count
 from forum.ingest.routing import Catalogue, route
 from forum.ingest.sources import RawItem
-from tests.conftest import require_service
+from tests.conftest import QueryCounter, require_service
 from tests.ingest_support import (
     CORPUS,
     DATA,
@@ -458,3 +459,74 @@ def test_recent_contribution_is_not_late(configured):
         )
     )
     assert db.session.scalar(select(Contribution.is_late)) is False
+
+
+def _variant(n: int) -> RawItem:
+    """Fixture 001 as a distinct message (its own Message-ID and bytes)."""
+    raw = fixture_bytes("001_plain-utf8.eml").replace(
+        b"Message-ID: <", f"Message-ID: <v{n}.".encode(), 1
+    )
+    return RawItem(raw=raw, source="file", source_ref=f"v{n}.eml")
+
+
+def test_a_batch_reads_the_consultation_once_and_the_stored_hashes_once(configured):
+    """No N+1: themes, drafts and the consultation once per run, SHA-256s once per batch."""
+    make_email_consultation()
+    db.session.commit()
+    run = Run()
+    assert run.ingest(_variant(0)) == "contribution"  # loads the consultation's themes
+    items = [_variant(n) for n in range(1, 7)]
+    with QueryCounter() as counter:
+        assert run.ingest_batch(items) == ["contribution"] * len(items)
+    selects = [s for s in counter.statements if s.lstrip().upper().startswith("SELECT")]
+    assert not [s for s in selects if any(t in s for t in ("FROM themes", "FROM drafts"))]
+    assert not [s for s in selects if "FROM consultations" in s]
+    assert sum("FROM inbound_messages" in s for s in selects) == 1
+    assert len(counter.statements) <= 1 + 6 * len(items)
+    assert _count(Contribution) == 1 + len(items)
+
+
+def test_the_same_bytes_twice_in_one_batch_are_stored_once(configured):
+    make_email_consultation()
+    db.session.commit()
+    run = Run()
+    assert run.ingest_batch([_variant(1), _variant(1)]) == ["contribution", "duplicate"]
+    assert (run.totals.received, run.totals.duplicates) == (2, 1)
+    assert _count(InboundMessage) == 1 and _count(Contribution) == 1
+
+
+def test_bytes_stored_by_a_concurrent_ingest_after_the_lookup_are_not_doubled(
+    configured, monkeypatch
+):
+    """Another ingest stores the same bytes between this run's look-up and its insert."""
+    make_email_consultation()
+    db.session.commit()
+    Run().ingest(_variant(1))
+    monkeypatch.setattr(services, "find_stored_many", lambda digests: {})
+    run = Run()
+    assert run.ingest(_variant(1)) == "duplicate"
+    assert run.totals.duplicates == 1
+    assert _count(InboundMessage) == 1 and _count(Contribution) == 1
+
+
+def test_contribution_added_by_a_concurrent_ingest_makes_this_one_a_duplicate(
+    configured, monkeypatch
+):
+    """The same citizen e-mail, forwarded twice, processed at the same moment by two runs."""
+    make_email_consultation()
+    db.session.commit()
+    _ingest_fixtures(["019_fwd-gmail-es-classic-labels.eml"])
+    real = consultation_services.find_by_idempotency_key
+    calls = []
+
+    def not_yet_visible(key):  # the first look-up runs before the other run commits
+        calls.append(key)
+        return None if len(calls) == 1 else real(key)
+
+    monkeypatch.setattr(consultation_services, "find_by_idempotency_key", not_yet_visible)
+    run = _ingest_fixtures(["033_fwd-duplicate-second-staff.eml"])
+    assert len(calls) == 2 and run.totals.duplicates == 1
+    messages = db.session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
+    assert [m.status for m in messages] == ["contribution", "duplicate"]
+    assert messages[1].contribution_id == messages[0].contribution_id
+    assert _count(Contribution) == 1

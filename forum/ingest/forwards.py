@@ -58,6 +58,7 @@ WEEKDAYS = {
 _TIME = re.compile(
     r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([ap])?\.?\s*(?:m\.?)?(?![a-z])", re.IGNORECASE
 )
+_WORD = re.compile(r"[a-záéíóúñ]+|\d+")
 _ZONE = re.compile(r"(?:GMT|UTC)\s*([+-])(\d{1,2})(?::?(\d{2}))?|\s([+-])(\d{2})(\d{2})\b")
 
 
@@ -162,7 +163,7 @@ def parse_loose_date(value: str) -> datetime | None:
         elif meridian == "a" and hour == 12:
             hour = 0
         lowered = lowered[: time_match.start()] + " " + lowered[time_match.end() :]
-    words = re.findall(r"[a-záéíóúñ]+|\d+", lowered)
+    words = _WORD.findall(lowered)
     if words and words[0] in WEEKDAYS:
         words = words[1:]
     year = next((int(w) for w in words if w.isdigit() and len(w) == 4), None)

@@ -8,11 +8,13 @@ falls back instead of failing.
 
 import email
 import email.policy
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
@@ -27,6 +29,25 @@ _AUTO_REPLY_SUBJECT = re.compile(
 )
 _BOUNCE_LOCAL_PARTS = {"mailer-daemon", "postmaster"}
 _ENCODED_WORD = re.compile(r"=\?[^?]+\?[bqBQ]\?[^?]*\?=")
+_ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+
+
+class _RememberedHeaders(HeaderRegistry):
+    """The standard header registry, remembering the headers it parsed last.
+
+    The modern policy parses a header again on every access (Content-Type is read about
+    a dozen times per message); parsed headers are immutable, so equal ones are shared.
+    """
+
+    def __init__(self, size: int = 256):
+        super().__init__()
+        self._parsed = functools.lru_cache(maxsize=size)(super().__call__)
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        return self._parsed(name, value)
+
+
+POLICY = email.policy.default.clone(header_factory=_RememberedHeaders())
 
 
 @dataclass(frozen=True)
@@ -107,7 +128,7 @@ def parse_message(raw: bytes, options: ParseOptions) -> ParsedMessage:
 
 
 def _read(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=email.policy.default)
+    return email.message_from_bytes(raw, policy=POLICY)
 
 
 def _describe(message: EmailMessage) -> ParsedMessage:
@@ -256,7 +277,7 @@ def _from(message: EmailMessage) -> tuple[str | None, str | None]:
 
 def _message_id(message: Message) -> str:
     value = _header(message, "message-id") or ""
-    match = re.search(r"<([^<>\s]+)>", value)
+    match = _ANGLE_ID.search(value)
     return (match.group(1) if match else value.strip())[:900]
 
 

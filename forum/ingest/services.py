@@ -10,7 +10,6 @@ from email.utils import parseaddr
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from forum import clock
 from forum.accounts.models import User
@@ -121,8 +120,17 @@ def _header_section(raw: bytes) -> bytes:
     return raw[:65536]
 
 
-def find_stored(raw: bytes) -> InboundMessage | None:
-    return db.session.scalar(select(InboundMessage).where(InboundMessage.sha256 == sha256(raw)))
+def find_stored(digest: str) -> InboundMessage | None:
+    """The stored message with this SHA-256, if any."""
+    return db.session.scalar(select(InboundMessage).where(InboundMessage.sha256 == digest))
+
+
+def find_stored_many(digests: list[str]) -> dict[str, InboundMessage]:
+    """The stored messages among these SHA-256s, in one query (a fetched batch)."""
+    if not digests:
+        return {}
+    found = db.session.scalars(select(InboundMessage).where(InboundMessage.sha256.in_(digests)))
+    return {message.sha256: message for message in found}
 
 
 def store_raw(
@@ -134,12 +142,20 @@ def store_raw(
     uidvalidity: int | None = None,
     uid: int | None = None,
     size: int | None = None,
+    digest: str = "",
+    is_new: bool = False,
 ) -> tuple[InboundMessage, bool]:
-    """Keep a message's raw bytes before anything else; (row, False) if already stored."""
-    digest = sha256(raw)
-    existing = db.session.scalar(select(InboundMessage).where(InboundMessage.sha256 == digest))
-    if existing is not None:
-        return existing, False
+    """Keep a message's raw bytes before anything else; (row, False) if already stored.
+
+    `is_new` skips the look-up when the caller has just checked (`find_stored_many`); a
+    concurrent ingest storing the same bytes then shows as IntegrityError at the flush,
+    and the caller rolls back and looks again.
+    """
+    digest = digest or sha256(raw)
+    if not is_new:
+        existing = find_stored(digest)
+        if existing is not None:
+            return existing, False
     size = size if size is not None else len(raw)
     is_truncated = size > settings().message_max_bytes
     message = InboundMessage(
@@ -154,37 +170,41 @@ def store_raw(
         received_at=received_at,
         status="pending",
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-    except IntegrityError:  # another ingest stored the same bytes a moment ago
-        existing = db.session.scalar(select(InboundMessage).where(InboundMessage.sha256 == digest))
-        return existing, False
-    log.info("message %s stored from %s %s (%d bytes)", message.id, source, source_ref, size)
+    db.session.add(message)
+    db.session.flush()
     return message, True
 
 
-def catalogue(consultation: Consultation) -> Catalogue:
-    """The consultation's themes and draft codes, for routing."""
+@dataclass
+class Targets:
+    """Where e-mail can go: a consultation, its themes and drafts, loaded once per run."""
+
+    consultation: Consultation
+    catalogue: Catalogue
+    themes: dict[str, Theme]  # slug -> theme
+    drafts: dict[str, Draft]  # CODE (upper case) -> draft
+
+
+def load_targets(consultation: Consultation) -> Targets:
+    """The consultation's themes and drafts in two queries, for routing every message."""
     themes = db.session.scalars(select(Theme).where(Theme.consultation_id == consultation.id))
-    drafts = db.session.execute(
-        select(Draft.code, Theme.slug)
-        .join(Theme, Draft.theme_id == Theme.id)
-        .where(Draft.consultation_id == consultation.id)
-    )
-    return Catalogue(
-        themes={theme.slug: theme.name for theme in themes},
-        drafts={code.upper(): slug for code, slug in drafts},
+    by_slug = {theme.slug: theme for theme in themes}
+    slug_of = {theme.id: slug for slug, theme in by_slug.items()}
+    drafts = db.session.scalars(select(Draft).where(Draft.consultation_id == consultation.id))
+    by_code = {draft.code.upper(): draft for draft in drafts if draft.theme_id in slug_of}
+    return Targets(
+        consultation=consultation,
+        catalogue=Catalogue(
+            themes={slug: theme.name for slug, theme in by_slug.items()},
+            drafts={code: slug_of[draft.theme_id] for code, draft in by_code.items()},
+        ),
+        themes=by_slug,
+        drafts=by_code,
     )
 
 
-def process_message(
-    message: InboundMessage,
-    consultation: Consultation | None,
-    options: ParseOptions,
-    routes: Catalogue | None = None,
-) -> str:
-    """Parse a stored message and make it a contribution, a quarantine entry or an error."""
+def process_message(message: InboundMessage, targets: Targets | None, options: ParseOptions) -> str:
+    """Parse a stored message (once) and make it a contribution, a quarantine entry or an error."""
     parsed = parse_message(message.raw, options)
     if message.is_truncated:
         parsed.outcome, parsed.reason = "error", "too-large"
@@ -193,7 +213,7 @@ def process_message(
             "Se guardaron solo sus cabeceras; el original sigue en el servidor de correo."
         )
     _describe(message, parsed)
-    if parsed.outcome == "contribution" and consultation is None:
+    if parsed.outcome == "contribution" and targets is None:
         parsed.outcome, parsed.reason = "error", "no-consultation"
         parsed.error = "No hay ninguna consulta creada a la que asignar el aporte."
     if parsed.outcome == "quarantine":
@@ -201,10 +221,17 @@ def process_message(
     elif parsed.outcome == "error":
         message.status, message.reason, message.error = "error", parsed.reason or "", parsed.error
     else:
-        _contribute(message, parsed, consultation, routes or catalogue(consultation))
+        _contribute(message, parsed, targets)
     message.processed_at = clock.now()
     db.session.flush()
-    log.info("message %s processed: %s %s", message.id, message.status, message.reason)
+    log.info(
+        "message %s from %s %s: %s %s",
+        message.id,
+        message.source,
+        message.uid if message.uid is not None else message.source_ref,
+        message.status,
+        message.reason or message.contribution_id or "",
+    )
     return message.status
 
 
@@ -245,39 +272,34 @@ def _fit(text: str, message_id: int) -> str:
 def _contribute(
     message: InboundMessage,
     parsed: ParsedMessage,
-    consultation: Consultation,
-    routes: Catalogue,
+    targets: Targets,
     key: str | None = None,
 ) -> Contribution:
+    """The contribution, or the link to the one it duplicates. A concurrent ingest adding the
+    same key first shows as IntegrityError at the flush: the caller rolls back and retries."""
     key = key or contribution_key(parsed, message)
-    existing = consultation_services.find_by_idempotency_key(key)
-    if existing is None:
-        where = route(parsed.subject, parsed.recipients, parsed.text, routes)
-        theme = _theme(consultation, where.theme)
-        draft = _draft(consultation, where.draft_code)
-        message.suggested_theme_id = (
-            _theme(consultation, where.suggested_theme).id if (where.suggested_theme) else None
-        )
-        try:
-            with db.session.begin_nested():
-                existing = consultation_services.add_contribution(
-                    consultation=consultation,
-                    body=_fit(parsed.text, message.id),
-                    channel="email",
-                    received_at=message.received_at,
-                    draft=draft,
-                    theme=theme,
-                    author_name=parsed.author_name or "",
-                    author_email=parsed.author_email or "",
-                    forwarded_by=parsed.forwarded_by or "",
-                    idempotency_key=key,
-                )
+    with db.session.no_autoflush:  # the message's new fields go with add_contribution's flush
+        existing = consultation_services.find_by_idempotency_key(key)
+        if existing is None:
+            where = route(parsed.subject, parsed.recipients, parsed.text, targets.catalogue)
+            theme = targets.themes.get(where.theme) if where.theme else None
+            suggested = targets.themes.get(where.suggested_theme) if where.suggested_theme else None
+            message.suggested_theme_id = suggested.id if suggested else None
+            existing = consultation_services.add_contribution(
+                consultation=targets.consultation,
+                body=_fit(parsed.text, message.id),
+                channel="email",
+                received_at=message.received_at,
+                draft=targets.drafts.get(where.draft_code) if where.draft_code else None,
+                theme=theme,
+                author_name=parsed.author_name or "",
+                author_email=parsed.author_email or "",
+                forwarded_by=parsed.forwarded_by or "",
+                idempotency_key=key,
+            )
             message.status = "contribution"
-        except IntegrityError:  # a parallel ingest created it first
-            existing = consultation_services.find_by_idempotency_key(key)
+        else:
             message.status = "duplicate"
-    else:
-        message.status = "duplicate"
     message.contribution_id = existing.id
     for position, attachment in enumerate(parsed.attachments):
         db.session.add(
@@ -293,22 +315,6 @@ def _contribute(
             )
         )
     return existing
-
-
-def _theme(consultation: Consultation, slug: str | None) -> Theme | None:
-    if not slug:
-        return None
-    return db.session.scalar(
-        select(Theme).where(Theme.consultation_id == consultation.id, Theme.slug == slug)
-    )
-
-
-def _draft(consultation: Consultation, code: str | None) -> Draft | None:
-    if not code:
-        return None
-    return db.session.scalar(
-        select(Draft).where(Draft.consultation_id == consultation.id, Draft.code == code)
-    )
 
 
 def release_message(
@@ -331,7 +337,7 @@ def release_message(
         db.session.delete(old)
     db.session.flush()
     key = "email:" + hashlib.sha256(f"released:{message.id}".encode()).hexdigest()[:58]
-    contribution = _contribute(message, parsed, consultation, catalogue(consultation), key=key)
+    contribution = _contribute(message, parsed, load_targets(consultation), key=key)
     message.status = "released"
     message.released_at = clock.now()
     message.released_by_id = actor.id

@@ -140,10 +140,10 @@ class ImapMailbox:
                 )
         return sorted(items, key=lambda item: item.uid)
 
-    def finish(self, results: list[tuple[int, str]]) -> None:
-        """After the commit: move each message to the done or error folder (or flag it)."""
-        failed = [uid for uid, status in results if status == "error"]
-        done = [uid for uid, status in results if status != "error"]
+    def finish(self, uids: list[int], statuses: list[str]) -> None:
+        """After the commit: move the batch to the done and error folders (one UID MOVE each)."""
+        failed = [uid for uid, status in zip(uids, statuses, strict=True) if status == "error"]
+        done = [uid for uid, status in zip(uids, statuses, strict=True) if status != "error"]
         for uids, folder, keyword in (
             (done, self.config.done_folder, DONE_KEYWORD),
             (failed, self.config.error_folder, ERROR_KEYWORD),

@@ -457,3 +457,23 @@ def test_anonymous_draft_pages_are_micro_cached_but_people_see_their_own_writes(
     visits.flush()
     db.session.expire_all()
     assert draft().visit_count == 3  # cached answers are still counted
+
+
+def test_a_form_resent_while_its_first_send_is_stored_answers_with_the_first(monkeypatch):
+    """The race behind a double click: both sends pass the look-up, one insert wins."""
+    make_consultation()
+    author = make_user()
+    first = services.add_comment(draft(), author, "Doble envío", idempotency_key="clave-1")
+    db.session.commit()
+    original = services.find_by_idempotency_key
+    calls = []
+
+    def first_look_misses(key):
+        calls.append(key)
+        return None if len(calls) == 1 else original(key)
+
+    monkeypatch.setattr(services, "find_by_idempotency_key", first_look_misses)
+    second = services.add_comment(draft(), author, "Doble envío", idempotency_key="clave-1")
+    db.session.commit()
+    assert second.id == first.id
+    assert count_contributions() == 1

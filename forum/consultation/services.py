@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from forum import clock, text
@@ -112,17 +113,25 @@ def add_comment(
     existing = find_by_idempotency_key(idempotency_key)
     if existing is not None:
         return existing
-    return add_contribution(
-        consultation=draft.consultation,
-        draft=draft,
-        theme=draft.theme,
-        body=body,
-        channel="web",
-        author=author,
-        parent=parent,
-        received_at=clock.now(),
-        idempotency_key=idempotency_key,
-    )
+    try:
+        with db.session.begin_nested():
+            return add_contribution(
+                consultation=draft.consultation,
+                draft=draft,
+                theme=draft.theme,
+                body=body,
+                channel="web",
+                author=author,
+                parent=parent,
+                received_at=clock.now(),
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        # The same form, resent while its first send was being stored: answer with that one.
+        existing = find_by_idempotency_key(idempotency_key)
+        if existing is None:
+            raise
+        return existing
 
 
 def add_contribution(

@@ -30,7 +30,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench import loadgen  # noqa: E402
-from bench.server import Gunicorn  # noqa: E402
+from bench.server import Gunicorn, cpu_seconds  # noqa: E402
 
 TARGET = 0.40
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -258,20 +258,6 @@ def comment_body(rng: random.Random) -> str:
 
 
 # --- measuring ---------------------------------------------------------------------------------
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU seconds of the given processes (0 for those gone)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / ticks
 
 
 def machine_busy() -> tuple[float, float]:

@@ -44,7 +44,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench._pgcluster import PgCluster  # noqa: E402
-from bench.server import Gunicorn  # noqa: E402
+from bench.server import Gunicorn, cpu_seconds  # noqa: E402
 
 HOST = "127.0.0.1"
 OUT_DIR = os.path.join(REPO, "bench", "out")
@@ -564,19 +564,6 @@ def log_count(path: str, needle: str) -> int:
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / ticks
 
 
 # --- the run --------------------------------------------------------------------------------------

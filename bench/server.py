@@ -20,6 +20,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of the given processes (0 for those gone)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
 class Gunicorn:
     """gunicorn with the project's gunicorn.conf.py and the given overrides, as `make serve`.
 

@@ -75,6 +75,12 @@ class Defaults:
     INGEST_ACK = None  # acknowledge e-mail contributions; None: on in production only
     EXPORT_SUPPRESS_BELOW = 5  # public org type x region tables hide smaller counts
     EXPORT_DOWNLOAD_LIMIT = "60 per hour"  # export downloads per client
+    # XLSX and zip files with more rows are prepared in the background (export jobs).
+    EXPORT_DIRECT_MAX_ROWS = 20_000
+    EXPORT_JOB_FOLDER = None  # default: instance/exports (shared by every web worker)
+    EXPORT_JOB_KEEP_HOURS = 24  # then the file is deleted (the job's record stays)
+    EXPORT_JOB_STALE_SECONDS = 300  # a job silent this long is marked interrupted
+    EXPORT_JOBS_MAX_RUNNING = 2  # jobs in preparation at once, over all workers
 
 
 def load(app: Flask, test_config: dict | None) -> None:

@@ -61,6 +61,10 @@ def find_consultation(slug: str | None) -> Consultation:
     return found
 
 
+# The filter fields of forms, URLs and export jobs (Spanish names, as people see them).
+FILTER_NAMES = ("tema", "borrador", "canal", "desde", "hasta", "disposicion", "etiqueta", "entidad")
+
+
 def parse_filters(consultation: Consultation, values: Mapping[str, str | None]) -> Filters:
     """Filters from form or command-line values (Spanish names); unknown values refused."""
 
@@ -403,8 +407,13 @@ def write_institution_pack(
     progress: Progress = iter,
 ) -> int:
     """The XLSX of the contributions on one institution's drafts, for that institution."""
-    pack_filters = Filters(**(filters.__dict__ | {"institution": institution.name}))
-    return write_xlsx(path, consultation, pack_filters, Audience.INSTITUTION, actor, progress)
+    narrowed = pack_filters(filters, institution)
+    return write_xlsx(path, consultation, narrowed, Audience.INSTITUTION, actor, progress)
+
+
+def pack_filters(filters: Filters, institution: Institution) -> Filters:
+    """The filters narrowed to one institution's drafts."""
+    return Filters(**(filters.__dict__ | {"institution": institution.name}))
 
 
 @dataclass

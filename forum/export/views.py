@@ -9,15 +9,19 @@ from flask import (
     Response,
     abort,
     current_app,
+    redirect,
     render_template,
     request,
+    send_file,
     stream_with_context,
+    url_for,
 )
 from flask_login import current_user
 
 from forum.accounts.access import role_required
 from forum.consultation.models import CHANNELS
-from forum.export import charts, services
+from forum.export import charts, jobs, services
+from forum.export.models import JOB_KINDS
 from forum.export.privacy import mask_emails
 from forum.export.rows import Audience, count_rows, responses_are_public
 from forum.export.services import MEDIA_TYPES
@@ -66,6 +70,8 @@ def _download(fmt: str, audience: Audience, prefix: str):
         stream = services.stream_csv if fmt == "csv" else services.stream_json
         chunks = stream(consultation, filters, audience, _actor())
         return Response(stream_with_context(chunks), content_type=MEDIA_TYPES[fmt], headers=headers)
+    if _needs_job(consultation, filters):
+        return _prepare_page(fmt, consultation, filters)
     if fmt == "zip":
         return _spooled(
             lambda path: services.write_datapackage(path, consultation, filters, _actor()),
@@ -77,6 +83,40 @@ def _download(fmt: str, audience: Audience, prefix: str):
         fmt,
         headers,
     )
+
+
+def _needs_job(consultation, filters) -> bool:
+    """Too many rows to build the file while the browser waits (a proxy would time out)."""
+    return count_rows(consultation, filters) > current_app.config["EXPORT_DIRECT_MAX_ROWS"]
+
+
+def _prepare_page(kind: str, consultation, filters):
+    """The page that offers to prepare the file in the background (a POST to this address)."""
+    return render_template(
+        "export/prepare.html",
+        kind_label=JOB_KINDS[kind],
+        count=count_rows(consultation, filters),
+        action=request.full_path.rstrip("?"),
+        keep_hours=current_app.config["EXPORT_JOB_KEEP_HOURS"],
+    )
+
+
+def _start_job(kind: str, audience: Audience, prefix: str, institution: str = ""):
+    consultation, _ = _selection()
+    extension = jobs.EXTENSIONS[kind]
+    filename = f"{prefix}-{institution or consultation.slug}.{extension}"
+    job = jobs.request_job(
+        kind,
+        consultation,
+        {name: request.args[name] for name in services.FILTER_NAMES if request.args.get(name)},
+        audience,
+        filename,
+        current_user if current_user.is_authenticated else None,
+        institution,
+    )
+    db.session.commit()
+    jobs.start(job)
+    return redirect(url_for("export.job_status", token=job.token), 303)
 
 
 def _spooled(write, fmt: str, headers: dict) -> Response:
@@ -172,6 +212,63 @@ def public_download(fmt: str):
     return _download(fmt, Audience.PUBLIC, "aportes")
 
 
+@bp.post("/aportes.<fmt>")
+@_download_limit()
+def public_job(fmt: str):
+    """Prepare the public XLSX or data package in the background."""
+    if fmt not in JOB_KINDS or fmt == "pack":
+        abort(404)
+    return _start_job(fmt, Audience.PUBLIC, "aportes")
+
+
+@bp.get("/exportaciones/<token>")
+def job_status(token: str):
+    """A background export: its progress, then its download link."""
+    job = _visible_job(token)
+    jobs.tidy_jobs()
+    db.session.commit()
+    return render_template(
+        "export/job.html",
+        job=job,
+        keep_hours=current_app.config["EXPORT_JOB_KEEP_HOURS"],
+        expires_at=job.expires_at(jobs.keep()),
+    )
+
+
+@bp.get("/exportaciones/<token>/<name>")
+@_download_limit()
+def job_file(token: str, name: str):
+    """A background export's file (Range requests resume an interrupted download)."""
+    job = _visible_job(token)
+    path = jobs.file_path(job)
+    if job.status != "ready" or name != job.file_name or not os.path.exists(path):
+        abort(404)
+    response = send_file(
+        path,
+        mimetype=MEDIA_TYPES[jobs.EXTENSIONS[job.kind]],
+        as_attachment=True,
+        download_name=job.file_name,
+        conditional=True,
+        etag=job.file_sha256,
+    )
+    response.headers["X-Aporta-SHA256"] = job.file_sha256
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _visible_job(token: str):
+    """The job, if this person may see it: public files for everyone, others for staff."""
+    job = jobs.find_job(token)
+    if job is None:
+        abort(404)
+    if job.audience != Audience.PUBLIC.value:
+        if not current_user.is_authenticated:
+            abort(401)
+        if current_user.role not in STAFF:
+            abort(403)
+    return job
+
+
 @bp.get("/panel")
 def public_dashboard():
     """Participation figures for everyone, small counts suppressed."""
@@ -186,6 +283,7 @@ def staff_index():
     return _index(
         "export/staff.html",
         institutions=services.institutions(consultation),
+        recent_jobs=jobs.recent_jobs(),
     )
 
 
@@ -195,6 +293,16 @@ def staff_index():
 def staff_download(fmt: str):
     """The secretariat's contributions table: every field, e-mail addresses included."""
     return _download(fmt, Audience.SECRETARIAT, "aportes-secretaria")
+
+
+@bp.post("/secretaria/aportes.<fmt>")
+@role_required(*STAFF)
+@_download_limit()
+def staff_job(fmt: str):
+    """Prepare the secretariat's XLSX in the background."""
+    if fmt != "xlsx":
+        abort(404)
+    return _start_job("xlsx", Audience.SECRETARIAT, "aportes-secretaria")
 
 
 @bp.get("/secretaria/panel")
@@ -213,6 +321,8 @@ def institution_pack(slug: str):
     institution = services.find_institution(consultation, slug)
     filename = f"aportes-{institution.slug}.xlsx"
     headers = _headers(consultation, filters, Audience.INSTITUTION, filename)
+    if _needs_job(consultation, services.pack_filters(filters, institution)):
+        return _prepare_page("pack", consultation, services.pack_filters(filters, institution))
     return _spooled(
         lambda path: services.write_institution_pack(
             path, consultation, institution, filters, _actor()
@@ -220,3 +330,13 @@ def institution_pack(slug: str):
         "xlsx",
         headers,
     )
+
+
+@bp.post("/secretaria/entidades/<slug>.xlsx")
+@role_required(*STAFF)
+@_download_limit()
+def institution_job(slug: str):
+    """Prepare one institution's XLSX pack in the background."""
+    consultation, _ = _selection()
+    institution = services.find_institution(consultation, slug)
+    return _start_job("pack", Audience.INSTITUTION, "aportes", institution.slug)

@@ -198,20 +198,32 @@ def test_finished_files_are_deleted_after_the_keep_time(staff):
     assert staff.get(f"{location}/{job.file_name}").status_code == 404
 
 
-def test_a_failing_job_says_so_in_spanish_and_leaves_no_partial_file(staff, monkeypatch):
-    def disk_full(path, *args, **kwargs):
-        with open(path, "wb") as out:
-            out.write(b"PK partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(services, "write_xlsx", disk_full)
-    location = start_job(staff, "/datos/secretaria/aportes.xlsx")
-    job = wait_until_finished(location)
+def test_a_failing_job_says_so_in_spanish_and_leaves_no_partial_file(staff, case_2017):
+    job = jobs.request_job(
+        "xlsx", case_2017, {"tema": "salud"}, Audience.SECRETARIAT, "a.xlsx", None
+    )
+    job.filters = json.dumps({"tema": "salud-renombrada"})  # the theme changed meanwhile
+    db.session.commit()
+    jobs.start(job)
+    job = wait_until_finished(f"/datos/exportaciones/{job.token}")
     assert job.status == "failed"
-    page = staff.get(location).get_data(as_text=True)
-    assert "No se pudo preparar el archivo (OSError)" in page
+    page = staff.get(f"/datos/exportaciones/{job.token}").get_data(as_text=True)
+    assert "La temática «salud-renombrada» no existe en esta consulta" in page
     assert not os.path.exists(jobs.file_path(job) + ".part")
     assert not os.path.exists(jobs.file_path(job))
+
+
+def test_a_job_whose_process_is_killed_is_shown_interrupted(staff, case_2017):
+    job = jobs.request_job("xlsx", case_2017, {}, Audience.SECRETARIAT, "a.xlsx", None)
+    db.session.commit()
+    process = jobs.start(job)
+    process.kill()
+    process.wait()
+    clock.travel_to(clock.now() + timedelta(minutes=6))
+    page = staff.get(f"/datos/exportaciones/{job.token}").get_data(as_text=True)
+    assert "Interrumpido" in page
+    db.session.rollback()
+    assert jobs.find_job(job.token).status == "interrupted"
 
 
 def test_the_secretariat_page_lists_recent_jobs(staff):

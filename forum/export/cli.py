@@ -7,7 +7,7 @@ Every command writes FILE plus FILE.sha256 (sha256sum format) and FILE.metadata.
 import click
 
 from forum.errors import ForumError
-from forum.export import services
+from forum.export import jobs, services
 from forum.export.rows import Audience, count_rows
 
 
@@ -102,3 +102,13 @@ def pack(out: str, institution: str, **values):
         return services.write_institution_pack(path, consultation, found, filters, "cli", progress)
 
     _run("xlsx", out, values, write, Audience.INSTITUTION)
+
+
+@export_group.command("run-job")
+@click.argument("token")
+def run_job(token: str):
+    """Build the file of a pending export job (the web app starts this command)."""
+    try:
+        jobs.run_job(token)
+    except ForumError as error:
+        raise click.ClickException(error.message) from None

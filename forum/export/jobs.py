@@ -1,8 +1,11 @@
-"""Background export jobs: a large XLSX or data package is built in a thread of the web
-process while the person watches its progress, then downloaded (with resume) from the
-export folder. Small files are still sent at once (see views).
+"""Background export jobs: a large XLSX or data package is built by a process of its own
+(`flask export run-job TOKEN`, started by the web worker) while the person watches its
+progress, then downloaded (with resume) from the export folder. Small files are still sent
+at once (see views). A separate process, not a thread: gunicorn recycles its workers
+(max_requests), which would cut a thread off, and the export's CPU stays out of the
+worker's request threads.
 
-A job's thread writes `<token>.<ext>.part`, renames it when complete and records the
+A job's process writes `<token>.<ext>.part`, renames it when complete and records the
 size and SHA-256. Its progress and heartbeat go through short transactions of their own,
 so the long read of the rows is never interrupted by them. A job whose heartbeat stops
 (the process was restarted or killed) is marked interrupted; finished files are deleted
@@ -13,12 +16,14 @@ import json
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from forum import clock
@@ -165,15 +170,29 @@ def recent_jobs(limit: int = 10) -> list[ExportJob]:
     return list(db.session.scalars(select(ExportJob).order_by(ExportJob.id.desc()).limit(limit)))
 
 
-def start(job: ExportJob) -> None:
-    """Build the job's file in a thread of this process (call after the job is committed)."""
+# Settings the job's process must share with the web process that started it (beyond the
+# environment both inherit): what the file contains and where it goes.
+SHARED_SETTINGS = ("BASE_URL", "EXPORT_SUPPRESS_BELOW")
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def start(job: ExportJob) -> subprocess.Popen | None:
+    """Start the process that builds the job's file (call after the job is committed)."""
     if job.status != "pending":
-        return
-    app = current_app._get_current_object()
-    thread = threading.Thread(
-        target=run_job, args=(app, job.id), name=f"export-job-{job.id}", daemon=True
+        return None
+    config = current_app.config
+    env = os.environ | {
+        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "APORTA_EXPORT_JOB_FOLDER": folder(),
+        **{f"APORTA_{name}": str(config[name]) for name in SHARED_SETTINGS},
+    }
+    command = [sys.executable, "-m", "flask", "--app", "forum", "export", "run-job", job.token]
+    process = subprocess.Popen(  # noqa: S603 (our own command, no shell)
+        command, cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
     )
-    thread.start()
+    # Reap it when it ends (no zombie); if this worker goes first, init reaps it.
+    threading.Thread(target=process.wait, name=f"export-job-{job.id}", daemon=True).start()
+    return process
 
 
 def _record(job_id: int, **values) -> None:
@@ -210,37 +229,38 @@ def _write(job: ExportJob, path: str, progress: _Progress) -> int:
     return services.write_xlsx(path, consultation, filters, audience, actor, progress)
 
 
-def run_job(app: Flask, job_id: int) -> None:
-    """Build one job's file (the thread's body); any failure is recorded on the job."""
-    with app.app_context():
-        job = db.session.get(ExportJob, job_id)
-        path = file_path(job)
-        _record(job_id, status="running", heartbeat_at=clock.now())
-        progress = _Progress(job_id)
-        try:
-            rows = _write(job, path + ".part", progress)
-            os.replace(path + ".part", path)
-        except Exception as error:
-            log.exception("export job %s failed", job_id)
-            _remove(path + ".part")
-            db.session.rollback()
-            _record(
-                job_id,
-                status="failed",
-                finished_at=clock.now(),
-                error=f"No se pudo preparar el archivo ({type(error).__name__}). Vuelve a "
-                "pedirlo; si se repite, avisa al equipo técnico.",
-            )
-            return
-        db.session.rollback()  # end the read before writing (SQLite: no stale snapshot)
+def run_job(token: str) -> None:
+    """Build one job's file (in the job's own process); any failure is recorded on the job."""
+    job = find_job(token)
+    if job is None or job.status != "pending":
+        raise ForumError(f"No hay ninguna exportación pendiente con la clave {token}.")
+    job_id, path = job.id, file_path(job)
+    _record(job_id, status="running", heartbeat_at=clock.now())
+    try:
+        rows = _write(job, path + ".part", _Progress(job_id))
+        os.replace(path + ".part", path)
+    except Exception as error:
+        log.exception("export job %s failed", job_id)
+        _remove(path + ".part")
+        db.session.rollback()
+        reason = error.message if isinstance(error, ForumError) else type(error).__name__
         _record(
             job_id,
-            status="ready",
-            rows_done=rows,
-            rows_total=rows,
-            file_size=os.path.getsize(path),
-            file_sha256=services.file_sha256(path),
-            heartbeat_at=clock.now(),
+            status="failed",
             finished_at=clock.now(),
+            error=f"No se pudo preparar el archivo: {reason}. Vuelve a pedirlo; si se "
+            "repite, avisa al equipo técnico.",
         )
-        log.info("export job %s ready: %s rows", job_id, rows)
+        return
+    db.session.rollback()  # end the read before writing (SQLite: no stale snapshot)
+    _record(
+        job_id,
+        status="ready",
+        rows_done=rows,
+        rows_total=rows,
+        file_size=os.path.getsize(path),
+        file_sha256=services.file_sha256(path),
+        heartbeat_at=clock.now(),
+        finished_at=clock.now(),
+    )
+    log.info("export job %s ready: %s rows", job_id, rows)

@@ -161,6 +161,7 @@ class Contribution(db.Model):
     __table_args__ = (
         Index("ix_contributions_draft_thread", "draft_id", "thread_root_id", "id"),
         Index("ix_contributions_consultation_received", "consultation_id", "received_at"),
+        Index("ix_contributions_author_email", "author_email"),  # a sender's other mail
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -175,6 +176,11 @@ class Contribution(db.Model):
     # For contributors without an account (e-mail): their name and address as received.
     author_name: Mapped[str] = mapped_column(String(200), default="")
     author_email: Mapped[str] = mapped_column(String(254), default="")
+    # What a moderator recorded of such a sender (from the signature): for the participation
+    # tables and the queue's filters; an account's own profile takes precedence.
+    sender_organisation: Mapped[str] = mapped_column(String(200), default="")
+    sender_organisation_type: Mapped[str] = mapped_column(String(40), default="")
+    sender_region: Mapped[str] = mapped_column(String(40), default="")
     body: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)

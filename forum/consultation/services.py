@@ -171,6 +171,8 @@ def add_contribution(
         idempotency_key=idempotency_key,
         forwarded_by=forwarded_by.lower(),
     )
+    if author is None and author_email:
+        _copy_sender_profile(contribution)
     db.session.add(contribution)
     touch_thread(contribution.draft_id)
     db.session.flush()
@@ -181,6 +183,34 @@ def add_contribution(
         author.id if author else "-",
     )
     return contribution
+
+
+def _copy_sender_profile(contribution: Contribution) -> None:
+    """A sender already described by a moderator keeps that description on new mail."""
+    known = db.session.execute(
+        select(
+            Contribution.sender_organisation,
+            Contribution.sender_organisation_type,
+            Contribution.sender_region,
+        )
+        .where(
+            Contribution.author_id.is_(None),
+            Contribution.author_email == contribution.author_email,
+            or_(
+                Contribution.sender_organisation != "",
+                Contribution.sender_organisation_type != "",
+                Contribution.sender_region != "",
+            ),
+        )
+        .order_by(Contribution.id.desc())
+        .limit(1)
+    ).first()
+    if known:
+        (
+            contribution.sender_organisation,
+            contribution.sender_organisation_type,
+            contribution.sender_region,
+        ) = known
 
 
 def link_email_contributions(user: User) -> int:

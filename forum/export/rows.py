@@ -250,9 +250,10 @@ def _table_query(consultation: Consultation, filters: Filters) -> Select:
         User.name,
         User.email,
         User.is_name_public,
-        User.organisation,
-        User.organisation_type,
-        User.region,
+        # An account's profile, else what a moderator recorded of an e-mail sender.
+        func.coalesce(User.organisation, Contribution.sender_organisation),
+        func.coalesce(User.organisation_type, Contribution.sender_organisation_type),
+        func.coalesce(User.region, Contribution.sender_region),
         Contribution.parent_id,
         Contribution.body,
         Contribution.group_id,
@@ -445,6 +446,7 @@ def _for_outsiders(row: tuple, author_id: int | None, is_name_public, hidden: bo
     values = list(row[: _AT["author_email"]] + row[_AT["organisation"] :])
     if author_id is None:
         values[_OUTSIDERS_AT["author_name"]] = f"Participante (aporte {id_})"  # public_author
+        values[_OUTSIDERS_AT["organisation"]] = ""  # the sender gave no consent to show it
     elif not is_name_public:
         values[_OUTSIDERS_AT["author_name"]] = f"Participante {author_id}"  # User.public_name
         values[_OUTSIDERS_AT["organisation"]] = ""  # shown only with the name

@@ -74,20 +74,20 @@ def theme_channel(consultation: Consultation, filters: Filters) -> Table:
 
 
 def _participants(consultation: Consultation, filters: Filters) -> list[tuple[str, str]]:
-    """(organisation type, region) of each distinct author; e-mail senders without an account
-    count once per address and have neither."""
+    """(organisation type, region) of each distinct author: an account's profile; for an
+    e-mail sender without an account (counted once per address), what a moderator recorded."""
     who = case(
         (Contribution.author_id.is_not(None), literal("u") + cast(Contribution.author_id, String)),
         else_=literal("e") + func.lower(Contribution.author_email),
     )
+    kind = func.max(func.coalesce(User.organisation_type, Contribution.sender_organisation_type))
+    region = func.max(func.coalesce(User.region, Contribution.sender_region))
     statement = joined(
-        select(who.label("who"), User.organisation_type, User.region)
+        select(who.label("who"), kind, region)
         .select_from(Contribution)
         .outerjoin(User, User.id == Contribution.author_id)
     )
-    statement = filtered(statement, consultation, filters).group_by(
-        who, User.organisation_type, User.region
-    )
+    statement = filtered(statement, consultation, filters).group_by(who)
     return [(kind or "", region or "") for _, kind, region in db.session.execute(statement)]
 
 

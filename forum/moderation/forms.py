@@ -132,6 +132,17 @@ class SystematisationForm(FlaskForm):
     version = HiddenField()
 
 
+class SenderForm(FlaskForm):
+    """What the signature of an e-mail says about a sender without an account."""
+
+    organisation = StringField("Organización", validators=[Optional(), Length(max=200)])
+    organisation_type = SelectField(
+        "Tipo de organización",
+        choices=choices([("", "Sin dato")]) + choices(ORGANISATION_TYPES),
+    )
+    region = SelectField("Región", choices=choices([("", "Sin dato")]) + choices(REGIONS))
+
+
 class GroupForm(FlaskForm):
     title = StringField("Título del aporte sistematizado", validators=[Optional(), Length(max=300)])
     synthesis = TextAreaField("Síntesis compartida", validators=[Optional(), Length(max=2000)])

@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import (
     String,
+    and_,
     cast,
     delete,
     exists,
@@ -26,7 +27,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from forum import clock
-from forum.accounts.models import User
+from forum.accounts.models import ORGANISATION_TYPES, REGIONS, User
 from forum.consultation.models import Consultation, Contribution, Draft
 from forum.consultation.services import touch_thread
 from forum.errors import ForumError, InvalidInput, NotAllowed
@@ -353,12 +354,15 @@ def queue_conditions(f: QueueFilter) -> list:
     if f.until:
         where.append(c.received_at < _lima_midnight(f.until + timedelta(days=1)))
     if f.organisation_type or f.region:
-        person = [User.id == c.author_id]
+        # An account's profile, or what a moderator recorded of a sender without one.
+        person, sender = [User.id == c.author_id], [c.author_id.is_(None)]
         if f.organisation_type:
             person.append(User.organisation_type == f.organisation_type)
+            sender.append(c.sender_organisation_type == f.organisation_type)
         if f.region:
             person.append(User.region == f.region)
-        where.append(exists().where(*person))
+            sender.append(c.sender_region == f.region)
+        where.append(or_(exists().where(*person), and_(*sender)))
     if f.late in ("si", "no"):
         where.append(c.is_late.is_(f.late == "si"))
     if f.grouped == "si":
@@ -628,6 +632,56 @@ def update_systematisation(
         _touch_if_published(contribution)
     _flush()
     record_audit(actor, "contribution.systematise", contribution, before, snapshot(contribution))
+
+
+def _sender_profile(contribution: Contribution) -> dict:
+    return {
+        "sender_organisation": contribution.sender_organisation,
+        "sender_organisation_type": contribution.sender_organisation_type,
+        "sender_region": contribution.sender_region,
+    }
+
+
+def update_sender_profile(
+    contribution: Contribution,
+    actor: User,
+    *,
+    organisation: str,
+    organisation_type: str,
+    region: str,
+) -> int:
+    """Record the organisation, type and region of a sender without an account (read from
+    the e-mail's signature), on every contribution from the same address; returns how many.
+
+    They count in the participation tables and the queue's filters like an account's
+    profile; the organisation stays out of public files (the sender gave no consent).
+    """
+    if contribution.author_id is not None:
+        raise InvalidInput(
+            "Este aporte es de una cuenta: su organización y región las indica la persona en "
+            "su perfil."
+        )
+    if organisation_type and organisation_type not in ORGANISATION_TYPES:
+        raise InvalidInput("Elige un tipo de organización de la lista.")
+    if region and region not in REGIONS:
+        raise InvalidInput("Elige una región de la lista.")
+    same_sender = [contribution]
+    if contribution.author_email:
+        same_sender = db.session.scalars(
+            select(Contribution).where(
+                Contribution.author_id.is_(None),
+                Contribution.author_email == contribution.author_email,  # stored lower case
+            )
+        ).all()
+    before = _sender_profile(contribution)
+    for each in same_sender:
+        each.sender_organisation = normalise(organisation)[:200]
+        each.sender_organisation_type = organisation_type
+        each.sender_region = region
+    _flush()
+    after = _sender_profile(contribution) | {"contributions": len(same_sender)}
+    record_audit(actor, "contribution.sender_profile", contribution, before, after)
+    return len(same_sender)
 
 
 def set_disposition(contributions: Sequence[Contribution], disposition: str, actor: User) -> int:

@@ -148,7 +148,7 @@ def _apply_bulk(form: forms.BulkForm, selected: list[Contribution]) -> str:
     return f"{len(selected)} aporte(s) en el aporte sistematizado n.º {group.id}."
 
 
-def _contribution_page(contribution: Contribution, form=None, status: int = 200):
+def _contribution_page(contribution: Contribution, form=None, status: int = 200, sender_form=None):
     if form is None:
         form = forms.SystematisationForm(
             synthesis=contribution.synthesis,
@@ -165,11 +165,18 @@ def _contribution_page(contribution: Contribution, form=None, status: int = 200)
     group = (
         db.session.get(ContributionGroup, contribution.group_id) if contribution.group_id else None
     )
+    if sender_form is None:
+        sender_form = forms.SenderForm(
+            organisation=contribution.sender_organisation,
+            organisation_type=contribution.sender_organisation_type,
+            region=contribution.sender_region,
+        )
     return (
         render_template(
             "moderation/contribution.html",
             contribution=contribution,
             form=form,
+            sender_form=sender_form,
             hide_form=forms.HideForm(),
             tag_form=tag_form,
             action_form=forms.ActionForm(),
@@ -218,6 +225,32 @@ def systematise(contribution_id: int):
         return _contribution_page(contribution, form, error.status)
     db.session.commit()
     flash("Sistematización guardada.", "success")
+    return redirect(url_for("moderation.contribution", contribution_id=contribution_id))
+
+
+@bp.post("/aportes/<int:contribution_id>/remitente")
+@role_required(*STAFF)
+def sender_profile(contribution_id: int):
+    """Record a sender's organisation, type and region (e-mail without an account)."""
+    contribution = db.get_or_404(Contribution, contribution_id)
+    form = forms.SenderForm()
+    if not form.validate_on_submit():
+        return _contribution_page(contribution, status=422, sender_form=form)
+    try:
+        changed = services.update_sender_profile(
+            contribution,
+            current_user,
+            organisation=form.organisation.data or "",
+            organisation_type=form.organisation_type.data,
+            region=form.region.data,
+        )
+    except ForumError as error:
+        db.session.rollback()
+        form.form_errors.append(error.message)
+        contribution = db.get_or_404(Contribution, contribution_id)
+        return _contribution_page(contribution, status=error.status, sender_form=form)
+    db.session.commit()
+    flash(f"Datos del remitente guardados en {changed} aporte(s) de la misma dirección.", "success")
     return redirect(url_for("moderation.contribution", contribution_id=contribution_id))
 
 

@@ -244,18 +244,72 @@ def dump(url: str, out: str) -> float:
 
 
 def child(url: str, fmt: str, out: str) -> None:
-    """Run one export in this process and print seconds, rows and peak RSS."""
+    """Run one export in this process and print seconds, seconds until the last row was
+    handed to the writer (the rest is the writer finishing: XLSX zips its sheets), rows and
+    peak RSS."""
     from forum.export import services
     from forum.export.rows import Audience, Filters
 
     app = make_app(url)
+    last_row_at = [0.0]
+
+    def progress(chunks):
+        for chunk in chunks:
+            yield chunk
+            last_row_at[0] = time.perf_counter()
+
     with app.app_context():
         consultation = services.find_consultation("paga-2017")
         started = time.perf_counter()
-        rows = services.WRITERS[fmt](out, consultation, Filters(), Audience.SECRETARIAT, "bench")
+        rows = services.WRITERS[fmt](
+            out, consultation, Filters(), Audience.SECRETARIAT, "bench", progress
+        )
         seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"{seconds} {rows} {peak_kib}")
+    print(f"{seconds} {last_row_at[0] - started} {rows} {peak_kib}")
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory now (Linux /proc), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def export_in_child(url: str, fmt: str, out: str) -> tuple[list[str], list[tuple[float, int]]]:
+    """Run `child` in a subprocess, sampling its RSS twice a second; its figures and samples."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", fmt, "--url", url, "--out", out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    started, samples = time.perf_counter(), []
+    while process.poll() is None:
+        samples.append((time.perf_counter() - started, rss_kib(process.pid)))
+        time.sleep(0.5)
+    output = process.stdout.read()
+    if process.returncode:
+        raise RuntimeError(f"export {fmt} failed ({process.returncode})")
+    return output.split()[-4:], samples
+
+
+def memory_profile(samples: list[tuple[float, int]], rows_seconds: float) -> str:
+    """RSS (MiB) at a quarter, half and the end of the rows, and the highest after them."""
+
+    def at(t: float) -> float:
+        return max((kib for s, kib in samples if s <= t), default=0) / 1024
+
+    after = max((kib for s, kib in samples if s > rows_seconds), default=0) / 1024
+    marks = ", ".join(
+        f"{share:.0%} of rows {at(rows_seconds * share):.0f}" for share in (0.25, 0.5, 1)
+    )
+    return f"RSS MiB: {marks}, while finishing {after:.0f}"
 
 
 def run(database: str, rows: int) -> None:
@@ -273,19 +327,15 @@ def run(database: str, rows: int) -> None:
     for fmt in ("csv", "xlsx"):
         out = os.path.join(folder, f"export.{fmt}")
         load = os.getloadavg()[0]
-        answer = subprocess.run(
-            [sys.executable, __file__, "--child", fmt, "--url", url, "--out", out],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        seconds, written, peak_kib = answer.stdout.split()[-3:]
-        seconds = float(seconds)
+        (seconds, rows_seconds, written, peak_kib), samples = export_in_child(url, fmt, out)
+        seconds, rows_seconds = float(seconds), float(rows_seconds)
         print(
-            f"  export {fmt}: {seconds:.1f} s, {int(written) / seconds:,.0f} rows/s, "
-            f"peak RSS {int(peak_kib) / 1024:.0f} MiB, {os.path.getsize(out) / 1e6:.0f} MB, "
-            f"{seconds / baseline:.1f}x the dump's time (load before: {load:.1f})"
+            f"  export {fmt}: {seconds:.1f} s ({rows_seconds:.1f} s to hand over the rows), "
+            f"{int(written) / seconds:,.0f} rows/s, peak RSS {int(peak_kib) / 1024:.0f} MiB, "
+            f"{os.path.getsize(out) / 1e6:.0f} MB, {seconds / baseline:.1f}x the dump's time "
+            f"(load before: {load:.1f})"
         )
+        print(f"    {memory_profile(samples, rows_seconds)}")
     for name in os.listdir(folder):
         os.unlink(os.path.join(folder, name))
     os.rmdir(folder)

@@ -113,7 +113,8 @@ def request_job(
     institution: str = "",
 ) -> ExportJob:
     """A job for this file: the same one still in preparation for this person, or a new
-    one (refused while EXPORT_JOBS_MAX_RUNNING others are in preparation)."""
+    one (refused while EXPORT_JOBS_MAX_RUNNING others are in preparation: counted apart for
+    public files and the secretariat's, so anonymous requests cannot hold up the staff's)."""
     tidy_jobs()
     filters_json = json.dumps(dict(sorted(values.items())), ensure_ascii=False)
     requester_id = requested_by.id if requested_by else None
@@ -132,8 +133,12 @@ def request_job(
     )
     if same is not None:
         return same
+    public = ExportJob.audience == Audience.PUBLIC.value
     active = db.session.scalar(
-        select(func.count(ExportJob.id)).where(ExportJob.status.in_(("pending", "running")))
+        select(func.count(ExportJob.id)).where(
+            ExportJob.status.in_(("pending", "running")),
+            public if audience is Audience.PUBLIC else ~public,
+        )
     )
     if active >= int(current_app.config["EXPORT_JOBS_MAX_RUNNING"]):
         raise TooManyJobs()

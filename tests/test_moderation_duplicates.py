@@ -1,6 +1,9 @@
 """Near-duplicate suggestions: Spanish normalisation, MinHash LSH, confirm and reject."""
 
+import random
+
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from forum.extensions import db
@@ -155,3 +158,38 @@ def test_rejecting_on_the_page(client):
         as_text=True
     )
     assert all(c.group_id is None for c in letters)
+
+
+def test_find_similar_links_the_same_texts_whatever_the_input_order():
+    texts = _campaign(random.Random(7), 120)
+    found = duplicates.find_similar(texts)
+    assert found.buckets and found.pairs
+    assert duplicates.find_similar(reversed(texts)) == found
+
+
+def test_the_index_takes_ids_in_increasing_order_only():
+    index = duplicates.SimilarityIndex()
+    index.add(5, None)
+    with pytest.raises(ValueError):
+        index.add(5, None)
+
+
+WORDS = (
+    "agua saneamiento distrito calidad junta rural datos abiertos informe trimestral "
+    "municipio escuela salud presupuesto obra vecinos consulta plazo compromiso acceso"
+).split()
+
+
+def _campaign(rng: random.Random, rows: int) -> list[tuple[int, str]]:
+    """(id, text): copies of three letters, some with one word changed, and distinct texts."""
+    letters = [" ".join(rng.choices(WORDS, k=40)) for _ in range(3)]
+    texts = []
+    for ident in range(1, rows + 1):
+        if rng.random() < 0.5:
+            words = rng.choice(letters).split()
+            if rng.random() < 0.5:
+                words[rng.randrange(len(words))] = rng.choice(WORDS).upper()
+            texts.append((ident, " ".join(words)))
+        else:
+            texts.append((ident, " ".join(rng.choices(WORDS, k=rng.randint(1, 30)))))
+    return texts

@@ -994,29 +994,28 @@ def _after_adding(state: _VisibleState, rows: Sequence[tuple[int, object]]) -> _
     )
 
 
-def _similar_for(consultation: Consultation) -> Similar:
-    """Identical and near-identical visible contributions, from the stored signatures.
+def _grown(
+    consultation: Consultation, cached: _CachedSimilarity, state: _VisibleState
+) -> _CachedSimilarity | None:
+    """The cached similarity plus the contributions posted since, or None if more changed."""
+    if cached.state.last_edited_at != state.last_edited_at:
+        return None
+    newer = _stored_fingerprints(consultation, cached.state.last_id)
+    with _growing:  # another thread of this worker may be growing the same index
+        current = _similarity_cache.get(consultation.id)
+        if current is cached and _after_adding(cached.state, newer) == state:
+            for ident, fingerprint in newer:
+                cached.index.add(ident, fingerprint)
+            current = _CachedSimilarity(state, cached.index, cached.index.similar())
+            _similarity_cache[consultation.id] = current
+    return current if current is not None and current.state == state else None
 
-    The index stays in this process: contributions newer than the indexed ones are added to
-    it; any other change (an edit, hiding, showing again) builds a new one.
-    """
-    state = _visible_state(consultation)
-    cached = _similarity_cache.get(consultation.id)
-    if cached is not None and cached.state == state:
-        return cached.similar
-    if cached is not None and cached.state.last_edited_at == state.last_edited_at:
-        newer = _stored_fingerprints(consultation, cached.state.last_id)
-        with _growing:  # another thread of this worker may be growing the same index
-            current = _similarity_cache.get(consultation.id)
-            if current is cached and _after_adding(cached.state, newer) == state:
-                for ident, fingerprint in newer:
-                    cached.index.add(ident, fingerprint)
-                current = _CachedSimilarity(state, cached.index, cached.index.similar())
-                _similarity_cache[consultation.id] = current
-        if current is not None and current.state == state:
-            return current.similar
-    index = SimilarityIndex()
+
+def _rebuilt(consultation: Consultation, state: _VisibleState) -> _CachedSimilarity:
+    """A new index of the visible contributions, from their stored signatures."""
+    _similarity_cache.pop(consultation.id, None)  # frees the old index before the new one
     rows = _stored_fingerprints(consultation, 0)
+    index = SimilarityIndex()
     for ident, fingerprint in rows:
         index.add(ident, fingerprint)
     built = _CachedSimilarity(
@@ -1025,7 +1024,22 @@ def _similar_for(consultation: Consultation) -> Similar:
     with _growing:
         _similarity_cache.clear()
         _similarity_cache[consultation.id] = built
-    return built.similar
+    return built
+
+
+def _similar_for(consultation: Consultation) -> Similar:
+    """Identical and near-identical visible contributions, from the stored signatures.
+
+    The index stays in this process: contributions newer than the indexed ones are added to
+    it; any other change (an edit, hiding, showing again) builds a new one.
+    """
+    state = _visible_state(consultation)
+    cached = _similarity_cache.get(consultation.id)
+    if cached is not None and cached.state != state:
+        cached = _grown(consultation, cached, state)
+    if cached is None:
+        cached = _rebuilt(consultation, state)
+    return cached.similar
 
 
 def _groups_in(consultation: Consultation) -> dict[int, int]:

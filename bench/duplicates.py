@@ -1,20 +1,32 @@
 """Near-duplicate suggestions at 100,000 contributions, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/duplicates.py [--rows 100000] [--only sqlite|postgresql]
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/aporta_moderation]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/aporta_dups]
 
 The corpus is realistic for a campaign: 30% copies of 20 form letters (exact, or with
 changed case, accents, punctuation or one word), the rest distinct texts. Figures, all from
-the same run: reading the texts from the database and normalising plus tokenising them
-(the baselines), `find_similar` alone, and the whole service `suggest_duplicates` cold
-(database reads, MinHash, LSH, decisions, grouping) and warm (cached similarity), with the
-process's CPU time beside the wall time (on a shared machine the wall time grows with the
-load, the CPU time much less). Nothing asserts a time.
+the same run, for the whole service `suggest_duplicates` (database reads, signatures, LSH,
+decisions, grouping):
+
+- baselines: reading the texts from the database, and normalising plus tokenising them;
+- `find_similar` on all the texts: what every cold start cost before signatures were stored;
+- first-ever run: no signature stored yet, all computed, stored and committed;
+- cold start: a fresh process (a new worker, a restart) with every signature stored;
+- one new contribution after a warm state, and one edited contribution;
+- warm: nothing changed.
+
+Each with the process's CPU time beside the wall time (on a shared machine the wall time
+grows with the load, the CPU time much less), and the load average during the run. At
+the end the service's pairs are checked equal to `find_similar` from scratch. Nothing
+asserts a time.
 """
 
 import argparse
+import json
 import os
 import random
+import statistics
+import subprocess
 import sys
 import time
 
@@ -22,14 +34,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from bench._moderation_db import analyse, bulk_load, make_app, timed  # noqa: E402
+from forum import clock  # noqa: E402
+from forum import text as forum_text  # noqa: E402
 from forum.consultation.models import Consultation, Contribution, Draft  # noqa: E402
-from forum.consultation.services import import_consultation  # noqa: E402
+from forum.consultation.services import add_contribution, import_consultation  # noqa: E402
 from forum.extensions import db  # noqa: E402
 from forum.moderation import duplicates, services  # noqa: E402
 
+SCHEMA = "bench_moderation_duplicates"
 VOCABULARY_SIZE = 4000
 LETTERS = 20
 
@@ -146,53 +161,140 @@ def load(rows: int) -> Consultation:
             for i, body in enumerate(texts, 1)
         ),
     )
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('contributions', 'id'), "
+                    "(SELECT max(id) FROM contributions))"
+                )
+            )
     analyse()
     return db.session.scalar(select(Consultation))
 
 
+def measured(action) -> tuple[float, float, object]:
+    """Wall milliseconds, CPU seconds of this process, and the result of one call."""
+    start, cpu = time.perf_counter(), time.process_time()
+    result = action()
+    return (time.perf_counter() - start) * 1000, time.process_time() - cpu, result
+
+
+def suggest_and_commit(consultation: Consultation):
+    """What the duplicates page does: the suggestions, then a commit (keeps new signatures)."""
+    result = services.suggest_duplicates(consultation)
+    db.session.commit()
+    return result
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cold_start(kind: str, postgres_url: str) -> None:
+    """In a fresh process, on the database a run left: print the cold start figures as JSON."""
+    app = make_app(kind, postgres_url, SCHEMA, keep=True)
+    with app.app_context():
+        consultation = db.session.scalar(select(Consultation))
+        resident = _resident_mb()
+        wall, cpu, _ = measured(lambda: suggest_and_commit(consultation))
+        print(json.dumps({"ms": wall, "cpu": cpu, "index_mb": _resident_mb() - resident}))
+
+
+def _line(label: str, wall: float, cpu: float, baseline_ms: float) -> None:
+    print(f"{label:44s} {wall:9,.0f} ms  CPU {cpu:6.2f} s  {wall / baseline_ms:6.2f}x baselines")
+
+
+def _median(runs: list[tuple[float, float, object]]) -> tuple[float, float]:
+    """Median wall and CPU time of a few `measured` runs."""
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def _texts(consultation: Consultation) -> list[tuple[int, str]]:
+    return db.session.execute(
+        select(Contribution.id, Contribution.body).where(
+            Contribution.consultation_id == consultation.id
+        )
+    ).all()
+
+
+def _add_copy(consultation: Consultation, draft: Draft, body: str) -> None:
+    add_contribution(
+        consultation=consultation,
+        draft=draft,
+        body=body + " Firmo también.",
+        channel="email",
+        author_email="bench@correo.example",
+        received_at=clock.now(),
+    )
+    db.session.commit()
+
+
+def _edit(ident: int, body: str) -> None:
+    """What `edit_comment` does to a contribution (without its author and time checks)."""
+    contribution = db.session.get(Contribution, ident)
+    contribution.body = body
+    contribution.body_html = str(forum_text.render(body))
+    contribution.edited_at = clock.now()
+    db.session.commit()
+
+
 def run(kind: str, rows: int, postgres_url: str) -> None:
-    app = make_app(kind, postgres_url, "bench_moderation_duplicates")
+    app = make_app(kind, postgres_url, SCHEMA)
     with app.app_context():
         consultation = load(rows)
+        draft = db.session.scalar(select(Draft))
+        loads = [os.getloadavg()[0]]
         print(f"\n== {kind}: {rows:,} contributions")
-        read_ms, texts = timed(
-            lambda: db.session.execute(
-                select(Contribution.id, Contribution.body).where(
-                    Contribution.consultation_id == consultation.id
-                )
-            ).all()
-        )
+        read_ms, texts = timed(lambda: _texts(consultation))
         tokenise_ms, _ = timed(
             lambda: duplicates.shingle_hashes_many(duplicates.normalise_many([b for _, b in texts]))
         )
-        cpu = time.process_time()
-        similar_ms, similar = timed(lambda: duplicates.find_similar(texts), repeat=1)
-        similar_cpu = time.process_time() - cpu
-        services._similar_cache.clear()
-        start, cpu = time.perf_counter(), time.process_time()
-        suggestions, total = services.suggest_duplicates(consultation)
-        cold_ms = (time.perf_counter() - start) * 1000
-        cold_cpu = time.process_time() - cpu
-        warm_ms, _ = timed(lambda: services.suggest_duplicates(consultation))
-        biggest = ", ".join(str(len(s.ids)) for s in suggestions[:5])
+        base = read_ms + tokenise_ms
         print(
-            f"baseline: read the texts {read_ms:,.0f} ms; "
+            f"baselines: read the texts {read_ms:,.0f} ms, "
             f"normalise + tokenise {tokenise_ms:,.0f} ms"
         )
-        print(
-            f"find_similar (MinHash + LSH):       {similar_ms:,.0f} ms "
-            f"({similar_ms / (read_ms + tokenise_ms):.1f}x the baselines together)"
+        wall, cpu, _ = measured(lambda: duplicates.find_similar(texts))
+        _line("find_similar on all texts (the cold before)", wall, cpu, base)
+        services._similarity_cache.clear()
+        wall, cpu, (suggestions, total) = measured(lambda: suggest_and_commit(consultation))
+        _line("first-ever run (signs and stores every one)", wall, cpu, base)
+        loads.append(os.getloadavg()[0])
+        child = subprocess.run(
+            [sys.executable, __file__, "--cold-start", kind, "--postgres", postgres_url],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        print(f"suggest_duplicates, cold:           {cold_ms:,.0f} ms")
+        cold = json.loads(child.stdout.strip().splitlines()[-1])
+        _line("cold start, signatures stored (new process)", cold["ms"], cold["cpu"], base)
+        rng = random.Random(7)
+        added = []
+        for _ in range(3):
+            _add_copy(consultation, draft, texts[rng.randrange(len(texts))][1])
+            added.append(measured(lambda: suggest_and_commit(consultation)))
+        _line("one new contribution (median of 3)", *_median(added), base)
+        edited = []
+        for ident in (10, 20, 30):
+            _edit(ident, texts[ident + 1][1])
+            edited.append(measured(lambda: suggest_and_commit(consultation)))
+        _line("one edited contribution (median of 3)", *_median(edited), base)
+        warm = [measured(lambda: suggest_and_commit(consultation)) for _ in range(3)]
+        _line("warm, nothing changed (median of 3)", *_median(warm), base)
+        loads.append(os.getloadavg()[0])
+        similar = services._similar_for(consultation)
+        same = similar == duplicates.find_similar(_texts(consultation))
+        biggest = ", ".join(str(len(s.ids)) for s in suggestions[:5])
         print(
-            f"CPU time of this process (what a busy machine does not inflate): "
-            f"find_similar {similar_cpu:.1f} s, suggest_duplicates cold {cold_cpu:.1f} s"
+            f"index in memory (cold start process): {cold['index_mb']:,.0f} MB; load average "
+            f"(1 min): {', '.join(f'{x:.2f}' for x in loads)} on {os.cpu_count()} CPUs"
         )
-        print(f"suggest_duplicates, warm (cached):  {warm_ms:,.0f} ms")
         print(
-            f"found: {len(similar.buckets)} buckets of identical texts, "
-            f"{len(similar.pairs)} near-identical pairs; {total} suggestions "
-            f"(largest: {biggest})"
+            f"found: {len(similar.buckets)} buckets of identical texts, {len(similar.pairs)} "
+            f"near-identical pairs; {total} suggestions (largest: {biggest}); "
+            f"equal to find_similar from scratch: {'yes' if same else 'NO'}"
         )
         db.session.remove()
 
@@ -202,9 +304,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument(
-        "--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/aporta_moderation"
+        "--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/aporta_dups"
     )
+    parser.add_argument("--cold-start", choices=("sqlite", "postgresql"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cold_start:
+        cold_start(args.cold_start, args.postgres)
+        return
     for kind in ("sqlite", "postgresql"):
         if args.only in (None, kind):
             run(kind, args.rows, args.postgres)

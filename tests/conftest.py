@@ -21,6 +21,7 @@ from forum import clock, create_app
 from forum.consultation import views as consultation_views
 from forum.consultation.visits import visits
 from forum.extensions import db, limiter
+from forum.moderation import services as moderation_services
 
 REQUIRE_SERVICES = os.environ.get("APORTA_REQUIRE_SERVICES") == "1"
 
@@ -107,6 +108,7 @@ def _clean_state(app: Flask) -> Iterator[None]:
     _empty_database()
     limiter.reset()
     consultation_views._thread_cache.clear()
+    moderation_services._similarity_cache.clear()  # ids restart in the emptied tables
     app.extensions.pop("aporta_page_cache", None)
     clock.travel_to(None)
     ctx.pop()

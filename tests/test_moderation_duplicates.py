@@ -1,11 +1,17 @@
-"""Near-duplicate suggestions: Spanish normalisation, MinHash LSH, confirm and reject."""
+"""Near-duplicate suggestions: Spanish normalisation, MinHash LSH, stored signatures, confirm and
+reject."""
+
+import random
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
+from forum.consultation import services as consultation_services
+from forum.consultation.models import Contribution
 from forum.extensions import db
 from forum.moderation import duplicates, services
-from forum.moderation.models import DuplicateDecision
+from forum.moderation.models import ContributionSignature, DuplicateDecision
 from tests.conftest import form_post, login
 from tests.factories import draft, make_comment, make_consultation, make_user
 
@@ -117,6 +123,7 @@ def test_the_duplicates_page_confirms_and_rejects(client):
         "Sugerencia 1: 4 aportes" in page
         and str(other.id) not in page.split("Sugerencia 1")[1][:20]
     )
+    assert _stored_signatures() == 5  # the page kept the signatures it computed
     ids = ",".join(str(c.id) for c in letters + [edited])
     response = form_post(
         client,
@@ -155,3 +162,149 @@ def test_rejecting_on_the_page(client):
         as_text=True
     )
     assert all(c.group_id is None for c in letters)
+
+
+def test_find_similar_links_the_same_texts_whatever_the_input_order():
+    texts = _campaign(random.Random(7), 120)
+    found = duplicates.find_similar(texts)
+    assert found.buckets and found.pairs
+    assert duplicates.find_similar(reversed(texts)) == found
+
+
+def test_the_index_takes_ids_in_increasing_order_only():
+    index = duplicates.SimilarityIndex()
+    index.add(5, None)
+    with pytest.raises(ValueError):
+        index.add(5, None)
+
+
+WORDS = (
+    "agua saneamiento distrito calidad junta rural datos abiertos informe trimestral "
+    "municipio escuela salud presupuesto obra vecinos consulta plazo compromiso acceso"
+).split()
+
+
+def _campaign(rng: random.Random, rows: int) -> list[tuple[int, str]]:
+    """(id, text): copies of three letters, some with one word changed, and distinct texts."""
+    letters = [" ".join(rng.choices(WORDS, k=40)) for _ in range(3)]
+    texts = []
+    for ident in range(1, rows + 1):
+        if rng.random() < 0.5:
+            words = rng.choice(letters).split()
+            if rng.random() < 0.5:
+                words[rng.randrange(len(words))] = rng.choice(WORDS).upper()
+            texts.append((ident, " ".join(words)))
+        else:
+            texts.append((ident, " ".join(rng.choices(WORDS, k=rng.randint(1, 30)))))
+    return texts
+
+
+def _post_all(texts) -> list:
+    citizen = make_user()
+    posted = [make_comment(draft(), citizen, text) for _, text in texts]
+    db.session.commit()
+    return posted
+
+
+def _stored_signatures() -> int:
+    return db.session.scalar(select(func.count()).select_from(ContributionSignature))
+
+
+@pytest.fixture
+def signed(monkeypatch) -> list[int]:
+    """How many texts each call of `fingerprints` signed, as services call it."""
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return duplicates.fingerprints(texts)
+
+    monkeypatch.setattr(services, "fingerprints", counting)
+    return calls
+
+
+def _from_scratch(consultation) -> duplicates.Similar:
+    rows = db.session.execute(
+        select(Contribution.id, Contribution.body).where(
+            Contribution.consultation_id == consultation.id,
+            Contribution.moderation_state == "visible",
+        )
+    )
+    return duplicates.find_similar(rows.all())
+
+
+def test_stored_signatures_give_what_find_similar_gives_first_cold_and_growing(client, signed):
+    make_consultation()
+    texts = _campaign(random.Random(2017), 160)
+    first = _post_all(texts[:100])
+    consultation = first[0].draft.consultation
+    found = services._similar_for(consultation)  # first ever: every text signed and stored
+    assert found == _from_scratch(consultation) and found.pairs and found.buckets
+    assert sum(signed) == 100 and _stored_signatures() == 100
+    db.session.commit()
+    services._similarity_cache.clear()  # a restart: only the stored signatures are read
+    assert services._similar_for(consultation) == found and sum(signed) == 100
+    index = services._similarity_cache[consultation.id].index
+    _post_all(texts[100:])  # newer contributions join the index in memory
+    grown = services._similar_for(consultation)
+    assert grown == _from_scratch(consultation) and len(grown.pairs) > len(found.pairs)
+    assert sum(signed) == 160 and services._similarity_cache[consultation.id].index is index
+
+
+def test_a_new_copy_is_suggested_with_one_signature_and_no_rebuild(client, signed):
+    letters, edited, other, moderator = _letters()
+    consultation = letters[0].draft.consultation
+    services.suggest_duplicates(consultation)
+    index = services._similarity_cache[consultation.id].index
+    signed.clear()
+    late = make_comment(draft(), make_user(), LETTER.replace("rurales", "urbanas"))
+    db.session.commit()
+    suggestions, total = services.suggest_duplicates(consultation)
+    assert total == 1 and late.id in suggestions[0].ids
+    assert signed == [1] and services._similarity_cache[consultation.id].index is index
+
+
+def test_editing_a_body_signs_it_again_once(client, signed):
+    letters, edited, other, moderator = _letters()
+    consultation = letters[0].draft.consultation
+    services.suggest_duplicates(consultation)
+    before = db.session.get(ContributionSignature, other.id).text_hash
+    consultation_services.edit_comment(other, other.author, LETTER)
+    db.session.commit()
+    signed.clear()
+    suggestions, total = services.suggest_duplicates(consultation)
+    db.session.commit()
+    services._similarity_cache.clear()  # a restart: the new signature is current, not redone
+    services.suggest_duplicates(consultation)
+    assert signed == [1]
+    assert total == 1 and other.id in suggestions[0].ids
+    stored = db.session.get(ContributionSignature, other.id)
+    assert stored.body_edited_at == other.edited_at
+    assert stored.text_hash == db.session.get(ContributionSignature, letters[0].id).text_hash
+    assert stored.text_hash != before
+    assert services._similar_for(consultation) == _from_scratch(consultation)
+
+
+def test_hidden_contributions_drop_out_and_come_back(client):
+    letters, edited, other, moderator = _letters()
+    consultation = letters[0].draft.consultation
+    services.suggest_duplicates(consultation)
+    services.hide_contribution(letters[1], moderator, "spam")
+    db.session.commit()
+    suggestions, _ = services.suggest_duplicates(consultation)
+    assert suggestions[0].ids == sorted([letters[0].id, letters[2].id, edited.id])
+    services.restore_contribution(letters[1], moderator)
+    db.session.commit()
+    suggestions, _ = services.suggest_duplicates(consultation)
+    assert suggestions[0].ids == sorted([c.id for c in letters] + [edited.id])
+
+
+def test_a_text_without_words_is_stored_once_and_never_suggested(client, signed):
+    make_consultation()
+    posted = _post_all([(1, "¡¡¡ ... !!!"), (2, "¿?"), (3, LETTER)])
+    consultation = posted[0].draft.consultation
+    assert services.suggest_duplicates(consultation) == ([], 0)
+    assert db.session.get(ContributionSignature, posted[0].id).signature is None
+    db.session.commit()
+    services._similarity_cache.clear()
+    assert services.suggest_duplicates(consultation) == ([], 0) and sum(signed) == 3

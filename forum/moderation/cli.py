@@ -33,6 +33,7 @@ def suggest_duplicates_command(slug: str | None):
     if consultation is None:
         raise click.ClickException("No hay ninguna consulta con ese identificador.")
     suggestions, total = services.suggest_duplicates(consultation)
+    db.session.commit()  # keeps the signatures computed for this run
     click.echo(f"{total} sugerencia(s) en {consultation.slug}.")
     for number, suggestion in enumerate(suggestions, 1):
         ids = ", ".join(str(i) for i in suggestion.ids[:20])

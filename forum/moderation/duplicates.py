@@ -5,8 +5,11 @@ bucket (form letters, the same text sent by forum and by e-mail), and one text p
 goes through MinHash (word 3-gram shingles) and datasketch's MinHashLSH to find small edits.
 The signatures are datasketch's "legacy" MinHash over 32-bit shingle hashes, computed for
 many texts in one vectorised pass (the tests check they equal `MinHash.update_batch`).
+A text's `fingerprints` entry (normalised-text hash and signature) can be stored, and a
+`SimilarityIndex` grows from stored entries without normalising anything again.
 """
 
+import hashlib
 import unicodedata
 import zlib
 from collections.abc import Iterable, Sequence
@@ -128,40 +131,86 @@ class Similar:
         return chained + self.pairs
 
 
-def find_similar(texts: Iterable[tuple[int, str]], threshold: float = THRESHOLD) -> Similar:
-    """Find identical and near-identical texts among (id, text) pairs."""
-    pairs_in = list(texts)
-    by_text: dict[str, list[int]] = {}
-    for (ident, _), key in zip(pairs_in, normalise_many([t for _, t in pairs_in]), strict=True):
-        if key:
-            by_text.setdefault(key, []).append(ident)
-    buckets = [sorted(ids) for ids in by_text.values() if len(ids) > 1]
-    keys = list(by_text)
-    representatives = [min(by_text[key]) for key in keys]
-    sigs = signatures_flat(*shingle_hashes_many(keys))
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    hashed = [LeanMinHash(seed=SEED, hashvalues=row, scheme="legacy") for row in sigs]
-    with lsh.insertion_session() as session:
-        for index, minhash in enumerate(hashed):
-            session.insert(index, minhash, check_duplication=False)
-    # Keep a spanning forest of the similar texts: a link between two texts already linked
-    # through others adds nothing to a suggestion, and a campaign of n edited copies would
-    # otherwise give n * n pairs.
-    parent = list(range(len(keys)))
+def text_hash(normalised: str) -> bytes:
+    """16 bytes that stand for a normalised text: equal texts, equal hashes."""
+    return hashlib.blake2b(normalised.encode(), digest_size=16).digest()
 
-    def find(x: int) -> int:
+
+def fingerprints(texts: Sequence[str]) -> list[tuple[bytes, np.ndarray] | None]:
+    """For each text, the hash of its normalised text and its MinHash signature (uint32),
+    or None when it has no words. Identical normalised texts are signed once."""
+    keys = normalise_many(texts)
+    distinct = list(dict.fromkeys(key for key in keys if key))
+    if not distinct:
+        return [None] * len(keys)
+    rows = signatures_flat(*shingle_hashes_many(distinct)).astype(np.uint32)
+    signed = {key: (text_hash(key), row) for key, row in zip(distinct, rows, strict=True)}
+    return [signed[key] if key else None for key in keys]
+
+
+class SimilarityIndex:
+    """Identical and near-identical texts among those added so far, in increasing id order.
+
+    Each new normalised text is queried against the LSH of the earlier ones, and linked to
+    each earlier similar text (smallest id first) not yet connected to it, then inserted.
+    Only a spanning forest is kept: a link between texts already connected adds nothing to a
+    suggestion, and a campaign of n edited copies would otherwise give n * n pairs. The
+    forest depends only on the texts and their ids, never on the order they were read in,
+    so adding a newer text gives exactly what building everything again would.
+    """
+
+    def __init__(self, threshold: float = THRESHOLD) -> None:
+        self.threshold = threshold
+        self.last_id = 0
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._ids_by_hash: dict[bytes, list[int]] = {}  # first id: the text's representative
+        self._signature_of: dict[int, np.ndarray] = {}  # representative -> signature
+        self._parent: dict[int, int] = {}  # union-find over representatives
+        self._pairs: list[tuple[int, int]] = []
+
+    def add(self, ident: int, fingerprint: tuple[bytes, np.ndarray] | None) -> None:
+        """Add one text by its `fingerprints` entry; `ident` must exceed every earlier id."""
+        if ident <= self.last_id:
+            raise ValueError(f"id {ident} is not after {self.last_id}: ids must increase")
+        self.last_id = ident
+        if fingerprint is None:
+            return
+        key, signature = fingerprint
+        ids = self._ids_by_hash.setdefault(key, [])
+        ids.append(ident)
+        if len(ids) > 1:
+            return
+        minhash = LeanMinHash(seed=SEED, hashvalues=signature, scheme="legacy")
+        self._parent[ident] = ident
+        for other in sorted(self._lsh.query(minhash)):
+            if self._find(other) == self._find(ident):
+                continue
+            agreeing = np.count_nonzero(self._signature_of[other] == signature)
+            if agreeing / NUM_PERM >= self.threshold:
+                self._parent[self._find(other)] = self._find(ident)
+                self._pairs.append((other, ident))
+        self._lsh.insert(ident, minhash, check_duplication=False)
+        self._signature_of[ident] = signature
+
+    def _find(self, x: int) -> int:
+        parent = self._parent
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    pairs = []
-    for index, minhash in enumerate(hashed):
-        for other in lsh.query(minhash):
-            if other == index or find(index) == find(other):
-                continue
-            if np.count_nonzero(sigs[index] == sigs[other]) / NUM_PERM >= threshold:
-                parent[find(other)] = find(index)
-                a, b = representatives[index], representatives[other]
-                pairs.append((a, b) if a < b else (b, a))
-    return Similar(buckets=sorted(buckets), pairs=sorted(pairs))
+    def similar(self) -> Similar:
+        """The buckets and pairs found so far."""
+        buckets = [list(ids) for ids in self._ids_by_hash.values() if len(ids) > 1]
+        return Similar(buckets=sorted(buckets), pairs=sorted(self._pairs))
+
+
+def find_similar(texts: Iterable[tuple[int, str]], threshold: float = THRESHOLD) -> Similar:
+    """Find identical and near-identical texts among (id, text) pairs."""
+    ordered = sorted(texts)
+    index = SimilarityIndex(threshold)
+    for (ident, _), fingerprint in zip(
+        ordered, fingerprints([text for _, text in ordered]), strict=True
+    ):
+        index.add(ident, fingerprint)
+    return index.similar()

@@ -6,7 +6,16 @@ The per-contribution fields (disposition, synthesis, response, moderation state)
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from forum import clock
@@ -103,6 +112,24 @@ class DuplicateDecision(db.Model):
     is_duplicate: Mapped[bool] = mapped_column(Boolean)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class ContributionSignature(db.Model):
+    """What near-duplicate suggestions need of one version of a contribution's text.
+
+    Computed lazily for the contributions that lack an up-to-date one; it is up to date while
+    `body_edited_at` equals the contribution's `edited_at` (editing a body sets it). Changing
+    the normalisation or the MinHash parameters in `duplicates` means emptying this table.
+    """
+
+    __tablename__ = "contribution_signatures"
+
+    contribution_id: Mapped[int] = mapped_column(ForeignKey("contributions.id"), primary_key=True)
+    body_edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # `duplicates.text_hash` of the normalised text, and NUM_PERM little-endian uint32;
+    # both None when the text has no words to compare.
+    text_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AuditEntry(db.Model):

@@ -6,11 +6,15 @@ edits or deletes an audit entry.
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 
+import numpy as np
 from sqlalchemy import (
+    ColumnElement,
     String,
     and_,
     cast,
@@ -23,6 +27,8 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,13 +38,14 @@ from forum.consultation.models import Consultation, Contribution, Draft
 from forum.consultation.services import touch_thread
 from forum.errors import ForumError, InvalidInput, NotAllowed
 from forum.extensions import db
-from forum.moderation.duplicates import Similar, find_similar
+from forum.moderation.duplicates import Similar, SimilarityIndex, fingerprints
 from forum.moderation.models import (
     DISPOSITIONS,
     HIDE_REASONS,
     TAG_KINDS,
     AuditEntry,
     ContributionGroup,
+    ContributionSignature,
     DuplicateDecision,
     Report,
     Tag,
@@ -927,26 +934,166 @@ class Suggestion:
 
 
 SHOWN = 50
-_similar_cache: dict[tuple, Similar] = {}
+SIGNATURE_BATCH = 2_000  # contributions signed per round trip when signatures are missing
 
 
-def _similar_for(consultation: Consultation) -> Similar:
-    """Identical and near-identical visible contributions (recomputed when they change)."""
-    visible = (
+class _VisibleState(NamedTuple):
+    """What changes when a consultation's visible contributions change."""
+
+    count: int
+    id_sum: int
+    last_id: int
+    last_edited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _CachedSimilarity:
+    state: _VisibleState  # of the contributions in `index`
+    index: SimilarityIndex  # grown only while holding `_growing`
+    similar: Similar
+
+
+_similarity_cache: dict[int, _CachedSimilarity] = {}  # one consultation at a time, per process
+_growing = threading.Lock()
+
+
+def _visible(consultation: Consultation) -> tuple:
+    return (
         Contribution.consultation_id == consultation.id,
         Contribution.moderation_state == "visible",
     )
-    state = db.session.execute(
-        select(func.count(), func.max(Contribution.id), func.max(Contribution.edited_at)).where(
-            *visible
-        )
+
+
+def _visible_state(consultation: Consultation) -> _VisibleState:
+    count, id_sum, last_id, last_edited_at = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Contribution.id), 0),
+            func.coalesce(func.max(Contribution.id), 0),
+            func.max(Contribution.edited_at),
+        ).where(*_visible(consultation))
     ).one()
-    key = (consultation.id, *state)
-    if key not in _similar_cache:
-        texts = db.session.execute(select(Contribution.id, Contribution.body).where(*visible))
-        _similar_cache.clear()
-        _similar_cache[key] = find_similar(texts.all())
-    return _similar_cache[key]
+    return _VisibleState(count, int(id_sum), last_id, last_edited_at)
+
+
+def _signature_is_current() -> ColumnElement[bool]:
+    return ContributionSignature.body_edited_at.is_not_distinct_from(Contribution.edited_at)
+
+
+def _store_missing_signatures(consultation: Consultation, after_id: int) -> None:
+    """Sign the visible contributions (id > after_id) without an up-to-date signature."""
+    missing = db.session.scalars(
+        select(Contribution.id)
+        .outerjoin(ContributionSignature)
+        .where(
+            *_visible(consultation),
+            Contribution.id > after_id,
+            or_(ContributionSignature.contribution_id.is_(None), ~_signature_is_current()),
+        )
+        .order_by(Contribution.id)
+    ).all()
+    upsert = (sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert)(
+        ContributionSignature
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[ContributionSignature.contribution_id],
+        set_={name: upsert.excluded[name] for name in ("body_edited_at", "text_hash", "signature")},
+    )
+    for first in range(0, len(missing), SIGNATURE_BATCH):
+        rows = db.session.execute(
+            select(Contribution.id, Contribution.body, Contribution.edited_at)
+            .where(Contribution.id.in_(missing[first : first + SIGNATURE_BATCH]))
+            .order_by(Contribution.id)
+        ).all()
+        signed = fingerprints([body for _, body, _ in rows])
+        db.session.execute(
+            upsert,
+            [
+                {
+                    "contribution_id": ident,
+                    "body_edited_at": edited_at,
+                    "text_hash": fingerprint[0] if fingerprint else None,
+                    "signature": fingerprint[1].astype("<u4").tobytes() if fingerprint else None,
+                }
+                for (ident, _, edited_at), fingerprint in zip(rows, signed, strict=True)
+            ],
+        )
+
+
+def _stored_fingerprints(
+    consultation: Consultation, after_id: int
+) -> list[tuple[int, tuple[bytes, np.ndarray] | None]]:
+    """(id, fingerprint) of the visible contributions after `after_id`, in id order."""
+    _store_missing_signatures(consultation, after_id)
+    rows = db.session.execute(
+        select(Contribution.id, ContributionSignature.text_hash, ContributionSignature.signature)
+        .join(ContributionSignature)
+        .where(*_visible(consultation), Contribution.id > after_id, _signature_is_current())
+        .order_by(Contribution.id)
+    )
+    return [
+        (ident, (key, np.frombuffer(signature, dtype="<u4")) if key is not None else None)
+        for ident, key, signature in rows
+    ]
+
+
+def _after_adding(state: _VisibleState, rows: Sequence[tuple[int, object]]) -> _VisibleState:
+    """The state once `rows`, newer contributions in id order, are added to an index."""
+    if not rows:
+        return state
+    return state._replace(
+        count=state.count + len(rows),
+        id_sum=state.id_sum + sum(ident for ident, _ in rows),
+        last_id=rows[-1][0],
+    )
+
+
+def _grown(
+    consultation: Consultation, cached: _CachedSimilarity, state: _VisibleState
+) -> _CachedSimilarity | None:
+    """The cached similarity plus the contributions posted since, or None if more changed."""
+    if cached.state.last_edited_at != state.last_edited_at:
+        return None
+    newer = _stored_fingerprints(consultation, cached.state.last_id)
+    with _growing:  # another thread of this worker may be growing the same index
+        current = _similarity_cache.get(consultation.id)
+        if current is cached and _after_adding(cached.state, newer) == state:
+            for ident, fingerprint in newer:
+                cached.index.add(ident, fingerprint)
+            current = _CachedSimilarity(state, cached.index, cached.index.similar())
+            _similarity_cache[consultation.id] = current
+    return current if current is not None and current.state == state else None
+
+
+def _rebuilt(consultation: Consultation, state: _VisibleState) -> _CachedSimilarity:
+    """A new index of the visible contributions, from their stored signatures."""
+    _similarity_cache.pop(consultation.id, None)  # frees the old index before the new one
+    rows = _stored_fingerprints(consultation, 0)
+    index = SimilarityIndex()
+    for ident, fingerprint in rows:
+        index.add(ident, fingerprint)
+    built = _CachedSimilarity(
+        _after_adding(_VisibleState(0, 0, 0, state.last_edited_at), rows), index, index.similar()
+    )
+    with _growing:
+        _similarity_cache.clear()
+        _similarity_cache[consultation.id] = built
+    return built
+
+
+def _similar_for(consultation: Consultation) -> Similar:
+    """Identical and near-identical visible contributions, from the stored signatures.
+
+    The index stays in this process: contributions newer than the indexed ones are added to
+    it; any other change (an edit, hiding, showing again) builds a new one.
+    """
+    state = _visible_state(consultation)
+    cached = _similarity_cache.get(consultation.id)
+    if cached is not None and cached.state != state:
+        cached = _grown(consultation, cached, state)
+    if cached is None:
+        cached = _rebuilt(consultation, state)
+    return cached.similar
 
 
 def _groups_in(consultation: Consultation) -> dict[int, int]:

@@ -450,13 +450,15 @@ def duplicates():
             flash(message, "success")
         return redirect(url_for("moderation.duplicates", consulta=consultation.slug))
     suggestions, total = services.suggest_duplicates(consultation)
-    return render_template(
+    page = render_template(
         "moderation/duplicates.html",
         consultation=consultation,
         suggestions=suggestions,
         total=total,
         form=forms.SuggestionForm(),
     )
+    db.session.commit()  # keeps the signatures computed for this page (after rendering it)
+    return page
 
 
 @bp.route("/etiquetas", methods=["GET", "POST"])

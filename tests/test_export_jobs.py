@@ -239,3 +239,11 @@ def test_the_secretariat_page_lists_recent_jobs(staff):
     wait_until_finished(location)
     page = staff.get("/datos/secretaria/").get_data(as_text=True)
     assert "aportes-secretaria-paga-2017.xlsx" in page and "Listo para descargar" in page
+
+
+def test_a_token_that_looks_like_an_option_still_runs(staff, case_2017):
+    job = jobs.request_job("xlsx", case_2017, {}, Audience.SECRETARIAT, "a.xlsx", None)
+    job.token = "-9oPOKy6OFoRM3WJvk2DTdLllT4AMDQ4cCTmRi66z1Q"  # seen in a run: click took it
+    db.session.commit()
+    jobs.start(job)
+    assert wait_until_finished(f"/datos/exportaciones/{job.token}").status == "ready"

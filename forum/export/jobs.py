@@ -191,7 +191,18 @@ def start(job: ExportJob) -> subprocess.Popen | None:
         "APORTA_EXPORT_JOB_FOLDER": folder(),
         **{f"APORTA_{name}": str(config[name]) for name in SHARED_SETTINGS},
     }
-    command = [sys.executable, "-m", "flask", "--app", "forum", "export", "run-job", job.token]
+    # "--": a token may start with "-" (URL-safe base64), which click would take for an option.
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "forum",
+        "export",
+        "run-job",
+        "--",
+        job.token,
+    ]
     process = subprocess.Popen(  # noqa: S603 (our own command, no shell)
         command, cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
     )

@@ -221,17 +221,17 @@ def test_a_failing_job_says_so_in_spanish_and_leaves_no_partial_file(staff, case
     assert not os.path.exists(jobs.file_path(job))
 
 
-def test_a_job_whose_process_is_killed_is_shown_interrupted(staff, case_2017):
+def test_a_job_whose_process_is_killed_fails_at_once(staff, case_2017):
     job = jobs.request_job("xlsx", case_2017, {}, Audience.SECRETARIAT, "a.xlsx", None)
     db.session.commit()
     process = jobs.start(job)
     process.kill()
-    process.wait()
-    clock.travel_to(clock.now() + timedelta(minutes=6))
+    job = wait_until_finished(f"/datos/exportaciones/{job.token}")
+    assert job.status == "failed"
     page = staff.get(f"/datos/exportaciones/{job.token}").get_data(as_text=True)
-    assert "Interrumpido" in page
-    db.session.rollback()
-    assert jobs.find_job(job.token).status == "interrupted"
+    assert "terminó con el código -9" in page
+    assert not os.path.exists(jobs.file_path(job))
+    assert not os.path.exists(jobs.file_path(job) + ".part")
 
 
 def test_the_secretariat_page_lists_recent_jobs(staff):

@@ -206,9 +206,35 @@ def start(job: ExportJob) -> subprocess.Popen | None:
     process = subprocess.Popen(  # noqa: S603 (our own command, no shell)
         command, cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
     )
-    # Reap it when it ends (no zombie); if this worker goes first, init reaps it.
-    threading.Thread(target=process.wait, name=f"export-job-{job.id}", daemon=True).start()
+    app = current_app._get_current_object()
+    threading.Thread(
+        target=_watch,
+        args=(app, job.id, process, file_path(job) + ".part"),
+        name=f"export-job-{job.id}",
+        daemon=True,
+    ).start()
     return process
+
+
+def _watch(app, job_id: int, process: subprocess.Popen, part: str) -> None:
+    """Reap the job's process (no zombie; if this worker goes first, init reaps it), and
+    mark the job failed at once if the process died before recording an outcome."""
+    if process.wait() == 0:
+        return
+    _remove(part)
+    with app.app_context():
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(ExportJob)
+                .where(ExportJob.id == job_id, ExportJob.status.in_(("pending", "running")))
+                .values(
+                    status="failed",
+                    finished_at=clock.now(),
+                    error="No se pudo preparar el archivo: el proceso de la exportación terminó "
+                    f"con el código {process.returncode}. Vuelve a pedirlo; si se repite, avisa "
+                    "al equipo técnico.",
+                )
+            )
 
 
 def _record(job_id: int, **values) -> None:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 import zipfile
 from datetime import timedelta
@@ -239,6 +240,9 @@ def test_the_secretariat_page_lists_recent_jobs(staff):
     wait_until_finished(location)
     page = staff.get("/datos/secretaria/").get_data(as_text=True)
     assert "aportes-secretaria-paga-2017.xlsx" in page and "Listo para descargar" in page
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert title.startswith("Exportaciones de la secretaría ·") and "<" not in title
+    assert page.count("Archivos preparados aparte") == 1
 
 
 def test_a_token_that_looks_like_an_option_still_runs(staff, case_2017):

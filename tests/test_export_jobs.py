@@ -22,6 +22,7 @@ from forum.export import jobs, services
 from forum.export.models import ExportJob
 from forum.export.rows import Audience
 from forum.extensions import db
+from tests import test_export
 from tests.conftest import csrf_token, login
 from tests.factories import make_user
 from tests.test_export import EMAIL_RE, seed_2017
@@ -33,12 +34,7 @@ def case_2017(app, monkeypatch):
     return seed_2017()
 
 
-@pytest.fixture
-def staff(client, case_2017):
-    make_user(role="moderator", email="moderadora@aporta.example")
-    db.session.commit()
-    login(client, "moderadora@aporta.example")
-    return client
+staff = test_export.staff  # a logged-in moderator, on this module's case_2017
 
 
 def wait_until_finished(location: str, seconds: float = 60) -> ExportJob:

@@ -29,6 +29,7 @@ from forum.consultation.models import Consultation, Contribution, Draft  # noqa:
 from forum.consultation.services import import_consultation  # noqa: E402
 from forum.extensions import db  # noqa: E402
 from forum.moderation import duplicates, services  # noqa: E402
+from forum.text import fold_many  # noqa: E402
 
 VOCABULARY_SIZE = 4000
 LETTERS = 20
@@ -163,7 +164,7 @@ def run(kind: str, rows: int, postgres_url: str) -> None:
             ).all()
         )
         tokenise_ms, _ = timed(
-            lambda: duplicates.shingle_hashes_many(duplicates.normalise_many([b for _, b in texts]))
+            lambda: duplicates.shingle_hashes_many(fold_many([b for _, b in texts]))
         )
         cpu = time.process_time()
         similar_ms, similar = timed(lambda: duplicates.find_similar(texts), repeat=1)

@@ -5,7 +5,7 @@ import html
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import bleach
 import markdown
@@ -110,6 +110,12 @@ def fold_many(texts: Sequence[str]) -> list[str]:
     folded = unicodedata.normalize("NFKD", joined).encode("ascii", "ignore")
     words = folded.translate(_WORD_BYTES).decode("ascii").replace(_ENYE, "ñ")
     return [" ".join(part.split()) for part in words.split(_SEPARATOR)]
+
+
+def search_texts(records: Iterable[Sequence[str]]) -> list[str]:
+    """Each record's text fields folded into one searchable text (a space between fields,
+    so no word runs from one field into the next)."""
+    return fold_many([" ".join(fields) for fields in records])
 
 
 def slugify(name: str) -> str:

@@ -77,12 +77,20 @@ def upgrade():
     _fill_search_text(connection)
     if connection.dialect.name == 'postgresql':
         op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+        # The operator class is named with the extension's schema: an extension installed
+        # earlier (by a superuser, or for another schema) may live off our search_path.
+        trgm_schema = connection.execute(
+            sa.text(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                "WHERE extname = 'pg_trgm'"
+            )
+        ).scalar_one()
         op.create_index(
             'ix_contributions_search_text_trgm',
             'contributions',
             ['search_text'],
             postgresql_using='gin',
-            postgresql_ops={'search_text': 'gin_trgm_ops'},
+            postgresql_ops={'search_text': f'{trgm_schema}.gin_trgm_ops'},
         )
     else:
         for statement in SQLITE_SEARCH:

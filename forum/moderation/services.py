@@ -12,7 +12,6 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import (
     String,
-    and_,
     bindparam,
     cast,
     column,
@@ -52,9 +51,9 @@ log = logging.getLogger(__name__)
 
 COUNT_CAP = 1_000  # the queue counts matches up to here, so a count never reads a million rows
 MIN_INDEXED_WORD = 3  # characters: a trigram index cannot find a shorter word
-# Above this many matches a SQLite free-text search walks the queue's order instead of the
+# Above this many matches a free-text search walks the queue's order instead of reading the
 # index (1% of a million rows: 50 matches come within about 5,000 rows).
-SQLITE_INDEX_PROBE = 10_000
+INDEX_PROBE = 10_000
 # The FTS5 trigram index of contributions.search_text (SQLite only; migration 0005).
 search_index = table("contributions_search", column("rowid"), column("search_text"))
 
@@ -342,44 +341,50 @@ def search_words(text: str) -> tuple[list[str], list[str]]:
 def _text_conditions(text: str) -> list:
     """Every word, as a substring of the folded body, synthesis and sender name (AND).
 
-    Short words alone are ignored (the queue page says so): no index can find them, and a
-    scan of a million rows for one takes seconds.
+    Neither planner can tell a rare word from a common one well enough (SQLite never,
+    PostgreSQL not for texts over 1 kB, which its statistics leave out), and each choice
+    is slow for the other kind: reading every match from the index to show 50 (a second
+    or more for a word in half of a million rows), or walking the queue's order past
+    nearly every row for a rare word. So the index is read first, up to INDEX_PROBE + 1
+    rows: if that is all, those ids are the condition; if not, the words are common and
+    the queue's order is walked with a condition no index serves.
+
+    Short words alone are ignored (the queue page says so): no index can find them.
     """
     indexed, short = search_words(text)
     if not indexed:
         return []
-    if db.session.get_bind().dialect.name == "postgresql":
-        found = [_contains(word) for word in indexed]  # the trigram index serves these
-        return found + [func.strpos(Contribution.search_text, word) > 0 for word in short]
-    return [_sqlite_search(indexed + short)]
+    ids = db.session.scalars(text_index_query(indexed, short).limit(INDEX_PROBE + 1)).all()
+    if len(ids) <= INDEX_PROBE:
+        return [Contribution.id.in_(ids)]
+    return [_position(Contribution.search_text, word) > 0 for word in indexed + short]
 
 
-def _contains(word: str):
-    """`search_text LIKE '%word%'`, the word written into the SQL itself: as a parameter,
-    a statement run often (psycopg prepares it on the 6th run) gets a generic plan, blind
-    to the word, which walks a GIN bitmap of half the table for a common one (1.2 s)."""
-    return Contribution.search_text.like(bindparam(None, f"%{word}%", literal_execute=True))
-
-
-def sqlite_index_query(words: list[str]):
-    """The ids of the rows holding every word, found by the FTS5 trigram index (its
-    trigrams come from the words of 3 characters or more; SQLite checks the rest)."""
-    return select(search_index.c.rowid).where(
-        *[search_index.c.search_text.like(f"%{word}%") for word in words]
+def text_index_query(indexed: list[str], short: list[str]):
+    """The ids of the rows holding every word, as the trigram index finds them (FTS5 table
+    on SQLite, GIN index on PostgreSQL); short words are checked on the rows found."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return select(search_index.c.rowid).where(
+            *[_like(search_index.c.search_text, word) for word in indexed + short]
+        )
+    return select(Contribution.id).where(
+        *[_like(Contribution.search_text, word) for word in indexed],
+        *[_position(Contribution.search_text, word) > 0 for word in short],
     )
 
 
-def _sqlite_search(words: list[str]):
-    """The rows the FTS5 index finds when they are few, a walk in queue order otherwise.
+def _like(column, word: str):
+    """`column LIKE '%word%'`, the word written into the SQL itself: as a parameter, a
+    statement run often (psycopg prepares it on the 6th run) gets a generic plan, blind to
+    the word."""
+    return column.like(bindparam(None, f"%{word}%", literal_execute=True))
 
-    SQLite's planner cannot tell which is cheaper: it would read every match from the index
-    (a second for a word in half of a million rows) to show 50. So the index is read up to
-    SQLITE_INDEX_PROBE + 1 rows, which stops early when the words are common.
-    """
-    ids = db.session.scalars(sqlite_index_query(words).limit(SQLITE_INDEX_PROBE + 1)).all()
-    if len(ids) <= SQLITE_INDEX_PROBE:
-        return Contribution.id.in_(ids)
-    return and_(*[_contains(word) for word in words])
+
+def _position(column, word: str):
+    """Where `word` starts in `column` (0: absent); a function no index serves."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return func.instr(column, word)
+    return func.strpos(column, word)
 
 
 def queue_conditions(f: QueueFilter) -> list:

@@ -102,7 +102,9 @@ def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         op.drop_index('ix_contributions_search_text_trgm', table_name='contributions')
     else:
+        # IF EXISTS: a later revision's batch downgrade, run before this one, rebuilds
+        # contributions on SQLite and takes these triggers with the old table.
         for trigger in ('insert', 'delete', 'update'):
-            op.execute(f'DROP TRIGGER contributions_search_{trigger}')
+            op.execute(f'DROP TRIGGER IF EXISTS contributions_search_{trigger}')
         op.execute('DROP TABLE contributions_search')
     op.drop_column('contributions', 'search_text')

@@ -43,6 +43,7 @@ from forum.consultation.models import Consultation, Contribution, Draft  # noqa:
 from forum.consultation.services import add_contribution, import_consultation  # noqa: E402
 from forum.extensions import db  # noqa: E402
 from forum.moderation import duplicates, services  # noqa: E402
+from forum.text import fold_many  # noqa: E402
 
 SCHEMA = "bench_moderation_duplicates"
 VOCABULARY_SIZE = 4000
@@ -249,7 +250,7 @@ def run(kind: str, rows: int, postgres_url: str) -> None:
         print(f"\n== {kind}: {rows:,} contributions")
         read_ms, texts = timed(lambda: _texts(consultation))
         tokenise_ms, _ = timed(
-            lambda: duplicates.shingle_hashes_many(duplicates.normalise_many([b for _, b in texts]))
+            lambda: duplicates.shingle_hashes_many(fold_many([b for _, b in texts]))
         )
         base = read_ms + tokenise_ms
         print(

@@ -8,7 +8,9 @@ Each figure is the median of 3 runs of the queue's real service (`filter_queue`:
 capped count, the page of ids, the rows with their tags and reports). Page 200 is measured
 twice: by OFFSET (a typed page number) and after a cursor (the "Siguiente" link). The baseline is a
 full scan of the table (a count over an unindexed expression) measured in the same run.
-Nothing asserts a time.
+Each free-text filter is also measured the way the queue searched before migration 0008
+(ILIKE over body, synthesis and sender name, every word; one run each, as they take
+seconds): a full scan when the words are rare. Nothing asserts a time.
 """
 
 import argparse
@@ -17,12 +19,13 @@ import random
 import sys
 import time
 from datetime import datetime, timedelta
+from unittest import mock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import or_, select, text  # noqa: E402
 
 from bench._moderation_db import analyse, bulk_load, make_app, timed  # noqa: E402
 from forum import clock  # noqa: E402
@@ -32,6 +35,7 @@ from forum.consultation.services import import_consultation  # noqa: E402
 from forum.extensions import db  # noqa: E402
 from forum.moderation import services  # noqa: E402
 from forum.moderation.models import DISPOSITIONS, HIDE_REASONS, Tag  # noqa: E402
+from forum.text import fold, search_texts  # noqa: E402
 
 WORDS = (
     "agua saneamiento distrito calidad datos abiertos municipalidad transparencia seguridad "
@@ -133,7 +137,14 @@ def load(rows: int) -> dict:
             hidden = rng.random() < 0.02
             body = texts[i % len(texts)]
             if i % 100_000 == 0:
-                body += " palabrarara"  # a rare word for the free-text filter
+                body += " palabrarara"  # a rare word for the free-text filter: 10 rows
+            if i % 200 == 0:
+                body += " infrecuente"  # 0.5% of the rows
+            if i % 50 == 0:
+                body += " ocasional"  # 2% of the rows
+            author_name = "Remitente" if email else ""
+            # As the app fills it (the listener on Contribution), from the same function.
+            search_text = search_texts([(body, "", author_name)])[0]
             yield (
                 i,
                 consultation.id,
@@ -141,7 +152,7 @@ def load(rows: int) -> dict:
                 draft_id,
                 "email" if email else "web",
                 None if email else rng.randint(1, people),
-                "Remitente" if email else "",
+                author_name,
                 f"r{i}@correo.example" if email else "",
                 body,
                 body,
@@ -158,6 +169,7 @@ def load(rows: int) -> dict:
                 1,
                 0,
                 f"k{i}",
+                search_text,
             )
 
     bulk_load(
@@ -186,6 +198,7 @@ def load(rows: int) -> dict:
             "version",
             "depth",
             "idempotency_key",
+            "search_text",
         ],
         contributions(),
     )
@@ -241,8 +254,16 @@ def filters(ids: dict) -> dict[str, services.QueueFilter]:
         "region": F(region="puno"),
         "late": F(late="si"),
         "grouped": F(grouped="si"),
-        "free text (rare word)": F(text="palabrarara"),
-        "free text (common word)": F(text="saneamiento"),
+        "text: rare word (10 rows)": F(text="palabrarara"),
+        "text: word in 0.5% of rows": F(text="infrecuente"),
+        "text: word in 2% of rows": F(text="ocasional"),
+        "text: common word (54%)": F(text="saneamiento"),
+        "text: two common words": F(text="saneamiento hospital"),
+        "text: rare word+2% word": F(text="palabrarara ocasional"),
+        "text: common word+short word": F(text="agua pl"),
+        "text: common+absent word": F(text="agua de"),  # no row has both: the worst case
+        "text: rare word+theme": F(text="palabrarara", theme_id=ids["theme"]),
+        "text: common word+theme": F(text="saneamiento", theme_id=ids["theme"]),
         "channel+disposition+theme": F(
             channel="email", disposition="no-incorporado", theme_id=ids["theme"]
         ),
@@ -252,6 +273,20 @@ def filters(ids: dict) -> dict[str, services.QueueFilter]:
         "org type+region+late": F(organisation_type="ong", region="cusco", late="no"),
         "oldest first, disposition": F(disposition="pendiente", oldest_first=True),
     }
+
+
+def ilike_scan_conditions(words: str) -> list:
+    """The free-text filter as it was before migration 0008, every word required: ILIKE
+    over the three searched fields, which no index serves."""
+    c = Contribution
+    return [
+        or_(
+            c.body.ilike(f"%{word}%"),
+            c.synthesis.ilike(f"%{word}%"),
+            c.author_name.ilike(f"%{word}%"),
+        )
+        for word in fold(words).split()
+    ]
 
 
 def plan(query) -> list[str]:
@@ -322,6 +357,20 @@ def run(kind: str, rows: int, postgres_url: str, reuse: bool) -> None:
             )
             for line in plan(query)[:3]:
                 print(f"    plan: {line}")
+            if f.text:
+                probe = services.text_index_query(*services.search_words(f.text))
+                for line in plan(probe.limit(services.INDEX_PROBE + 1))[:3]:
+                    print(f"    plan of the index probe: {line}")
+            if f.text:
+                with mock.patch.object(services, "_text_conditions", ilike_scan_conditions):
+                    scan_first, _ = timed(lambda f=f: services.filter_queue(f, 1, PER_PAGE), 1)
+                    scan_deep, _ = timed(
+                        lambda f=f: services.filter_queue(f, DEEP_PAGE, PER_PAGE), 1
+                    )
+                print(
+                    f"    before 0008 (ILIKE scan): {scan_first:9.1f}ms {scan_deep:11.1f}ms"
+                    f"{'':14} {'':8}  {scan_first / baseline:.2f}"
+                )
         db.session.remove()
 
 

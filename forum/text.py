@@ -5,6 +5,7 @@ import html
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable, Sequence
 
 import bleach
 import markdown
@@ -18,6 +19,11 @@ LINK_REL = "nofollow ugc noopener"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_ENYE = "\x01"  # stands for ñ while accents are folded (bodies hold no control characters)
+_SEPARATOR = "\x02"  # between texts folded together
+# Byte table: digits, a-z and the two markers stay, everything else becomes a space.
+_KEPT = set(b"0123456789abcdefghijklmnopqrstuvwxyz\x01\x02")
+_WORD_BYTES = bytes(byte if byte in _KEPT else 32 for byte in range(256))
 
 
 def normalise(text: str) -> str:
@@ -91,6 +97,25 @@ def spreadsheet_cell(value: str) -> str:
     if value and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents (ñ kept), punctuation and spacing collapsed: text to compare."""
+    return fold_many([text])[0]
+
+
+def fold_many(texts: Sequence[str]) -> list[str]:
+    """`fold` for many texts at once: one pass of C string functions over all of them."""
+    joined = _SEPARATOR.join(texts).lower().replace("ñ", _ENYE)
+    folded = unicodedata.normalize("NFKD", joined).encode("ascii", "ignore")
+    words = folded.translate(_WORD_BYTES).decode("ascii").replace(_ENYE, "ñ")
+    return [" ".join(part.split()) for part in words.split(_SEPARATOR)]
+
+
+def search_texts(records: Iterable[Sequence[str]]) -> list[str]:
+    """Each record's text fields folded into one searchable text (a space between fields,
+    so no word runs from one field into the next)."""
+    return fold_many([" ".join(fields) for fields in records])
 
 
 def slugify(name: str) -> str:

@@ -5,15 +5,15 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, text
 
 from forum import clock
 from forum.consultation.models import Contribution
-from forum.consultation.services import add_contribution
+from forum.consultation.services import add_contribution, edit_comment
 from forum.extensions import db
 from forum.moderation import services
 from forum.moderation.models import AuditEntry, ContributionGroup, Report, Tag, contribution_tags
-from tests.conftest import csrf_token, form_post, login
+from tests.conftest import QueryCounter, csrf_token, form_post, login
 from tests.factories import draft, make_comment, make_consultation, make_user
 
 DRAFT_URL = "/consultas/paga-prueba/borradores/SAN-1"
@@ -163,7 +163,10 @@ def test_queue_filters_combine_and_paginate(client, moderator):
     page = services.filter_queue(services.QueueFilter(), page=2, per_page=2)
     assert [c.id for c in page.items] == [mail.id, web.id]
     assert page.total == 5 and page.pages == 3 and not page.is_total_capped and page.has_next
-    assert services.count_queue(services.QueueFilter(), cap=3) == (3, True)
+    assert services.count_queue(services.queue_conditions(services.QueueFilter()), cap=3) == (
+        3,
+        True,
+    )
 
 
 def test_a_capped_count_pages_on_without_a_total(client, moderator, monkeypatch):
@@ -205,6 +208,178 @@ def test_next_pages_follow_a_cursor_and_match_offset_pages(client, moderator, mo
         assert [c.id for c in by_cursor.items] == [c.id for c in by_offset.items]
     assert services.parse_cursor("basura") is None
     assert services.parse_cursor("2026-11-22T10:00:00_7") is None  # naive instants refused
+
+
+# --------------------------------------------------------------------------- free text
+
+
+def search(**filters) -> list[int]:
+    """The ids the queue's service finds, newest first."""
+    page = services.filter_queue(services.QueueFilter(**filters), per_page=100)
+    return [c.id for c in page.items]
+
+
+def test_free_text_ignores_case_accents_and_punctuation_and_needs_every_word(client, moderator):
+    author = make_user()
+    both = make_comment(draft(), author, "EDUCACIÓN y participación ciudadana, ¡ya!")
+    education = make_comment(draft(), author, "Más educación rural.")
+    children = make_comment(draft(), author, "Niños y niñas primero.")
+    db.session.commit()
+    assert search(text="educacion") == [education.id, both.id]
+    assert search(text="Participación Ciudadana") == [both.id]
+    assert search(text="ciudadana educación") == [both.id]  # any order
+    assert search(text="ciudad particip") == [both.id]  # parts of words
+    assert search(text="participacion rural") == []
+    assert search(text="NIÑAS") == [children.id]
+    assert search(text="ninas") == []  # ñ is a letter of its own
+    assert queue_ids(client, q="educacion ciudadana") == [both.id]
+
+
+def test_short_words_narrow_what_longer_words_find_and_alone_are_ignored(client, moderator):
+    author = make_user()
+    thirty = make_comment(draft(), author, "Reglamentar la ley 30 de agua.")
+    thirty_one = make_comment(draft(), author, "Reglamentar la ley 31 de agua.")
+    db.session.commit()
+    assert search(text="ley 30") == [thirty.id]
+    assert search(text="agua 31 de") == [thirty_one.id]
+    html = client.get("/moderacion/", query_string={"q": "30 de"}).get_data(as_text=True)
+    assert "no tiene ninguna palabra de tres letras o más" in html
+    assert queue_ids(client, q="30 de") == [thirty_one.id, thirty.id]
+    assert "no tiene ninguna palabra" not in client.get("/moderacion/?q=ley").get_data(as_text=True)
+
+
+def test_like_wildcards_typed_in_the_search_are_punctuation_not_wildcards(moderator):
+    author = make_user()
+    percent = make_comment(draft(), author, "Cobertura del 100% al 2030.")
+    make_comment(draft(), author, "Cobertura total al 2030.")
+    file_name = make_comment(draft(), author, "Ver el archivo plan_agua.pdf")
+    make_comment(draft(), author, "Un plan sin agua.")  # "plan" and "agua", no "pdf"
+    db.session.commit()
+    assert services.search_words("%100% a_b\\") == (["100"], ["a", "b"])
+    assert search(text="100%") == [percent.id]
+    assert search(text="%cobertura_del%") == [percent.id]
+    assert search(text="plan_agua.pdf") == [file_name.id]
+    assert len(search(text="%_%")) == 4  # nothing to search for: no filter
+
+
+def test_an_edited_comment_is_found_by_its_new_text_only(moderator):
+    author = make_user()
+    comment = make_comment(draft(), author, "Propongo más bibliotecas.")
+    db.session.commit()
+    assert search(text="bibliotecas") == [comment.id]
+    edit_comment(comment, author, "Propongo más hospitales.")
+    db.session.commit()
+    assert search(text="bibliotecas") == []
+    assert search(text="hospitales") == [comment.id]
+
+
+def test_synthesis_group_synthesis_and_sender_name_are_searched(moderator):
+    mail = email_contribution("Texto del correo.", author_name="Rosa Quispe Mamani")
+    first = make_comment(draft(), make_user(), "Primer aporte.")
+    second = make_comment(draft(), make_user(), "Segundo aporte.")
+    services.update_systematisation(
+        mail,
+        moderator,
+        expected_version=mail.version,
+        synthesis="Pide indicadores trimestrales.",
+        disposition="pendiente",
+        response="",
+        note="nota interna sin buscar",
+    )
+    group = services.group_contributions([first, second], moderator)
+    services.update_group(
+        group,
+        moderator,
+        expected_version=group.version,
+        title="",
+        synthesis="Alcantarillado en zonas rurales.",
+        disposition="pendiente",
+        response="",
+    )
+    db.session.commit()
+    assert search(text="quispe") == [mail.id]
+    assert search(text="trimestrales") == [mail.id]
+    assert search(text="alcantarillado") == [second.id, first.id]
+    assert search(text="interna") == []  # the moderator's note is not searched
+
+
+def test_free_text_combines_with_the_other_filters(client, moderator, monkeypatch):
+    author = make_user()
+    web = make_comment(draft("SAN-1"), author, "Calidad del agua en Puno.")
+    other_draft = make_comment(draft("SAL-1"), author, "Calidad del agua en hospitales.")
+    mail = email_contribution("Calidad del agua en Cusco.")
+    services.hide_contribution(mail, moderator, "insulto")
+    db.session.commit()
+    san = draft("SAN-1")
+    expected = {
+        (("text", "calidad agua"),): [mail.id, other_draft.id, web.id],
+        (("text", "calidad agua"), ("channel", "web")): [other_draft.id, web.id],
+        (("text", "agua"), ("theme_id", san.theme_id)): [mail.id, web.id],
+        (("text", "agua"), ("draft_id", san.id), ("state", "visible")): [web.id],
+    }
+    # The index is read up to a threshold, past which the queue's order is walked instead;
+    # both paths must give the same answer.
+    for probe in (services.INDEX_PROBE, 1):
+        monkeypatch.setattr(services, "INDEX_PROBE", probe)
+        for filters, ids in expected.items():
+            assert search(**dict(filters)) == ids
+    assert queue_ids(client, q="agua", canal="email", estado="hidden") == [mail.id]
+
+
+def test_the_free_text_filter_uses_the_trigram_index(moderator):
+    make_comment(draft(), make_user(), "Calidad del agua.")
+    db.session.commit()
+    query = services.text_index_query(["calidad", "agua"], ["de"])
+    compiled = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # A tiny table is cheaper to read whole: forbid that, to see the index is usable.
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {compiled}").scalars())
+            assert "ix_contributions_search_text_trgm" in plan
+        else:
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+            plan = "\n".join(row[-1] for row in rows)
+            assert "contributions_search VIRTUAL TABLE INDEX 0:L0L0L0" in plan
+    # The words are written into the SQL, not sent as parameters: a prepared statement's
+    # generic plan would not see whether a word is rare.
+    with QueryCounter() as counter:
+        found = services.filter_queue(services.QueueFilter(text="calidad agua"))
+    assert len(found.items) == 1
+    assert any("calidad%" in statement for statement in counter.statements)
+
+
+def test_the_sqlite_search_index_follows_inserts_updates_and_deletes(moderator):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("the FTS5 table and its triggers exist on SQLite only")
+    author = make_user()
+    kept = make_comment(draft(), author, "Bosques y ríos.")
+    edited = make_comment(draft(), author, "Minería ilegal.")
+    deleted = make_comment(draft(), author, "Minería formal.")
+    db.session.commit()
+    edit_comment(edited, author, "Pesca artesanal.")
+    db.session.execute(delete(Contribution).where(Contribution.id == deleted.id))
+    db.session.commit()
+
+    def indexed(word: str) -> list[int]:
+        return list(
+            db.session.scalars(
+                select(services.search_index.c.rowid)
+                .where(services.search_index.c.search_text.like(f"%{word}%"))
+                .order_by(services.search_index.c.rowid)
+            )
+        )
+
+    assert indexed("mineria") == []
+    assert indexed("pesca") == [edited.id]
+    assert indexed("rios") == [kept.id]
+    # FTS5 compares its index with contributions.search_text and raises on any difference.
+    db.session.execute(
+        text(
+            "INSERT INTO contributions_search (contributions_search, rank) "
+            "VALUES ('integrity-check', 1)"
+        )
+    )
 
 
 def test_queue_shows_channel_late_and_reports_and_no_citizen_email_to_the_public(client, moderator):

@@ -12,6 +12,7 @@ from forum.consultation.models import Contribution
 from forum.extensions import db
 from forum.moderation import duplicates, services
 from forum.moderation.models import ContributionSignature, DuplicateDecision
+from forum.text import fold, fold_many
 from tests.conftest import form_post, login
 from tests.factories import draft, make_comment, make_consultation, make_user
 
@@ -22,16 +23,9 @@ LETTER = (
 )
 
 
-def test_normalise_folds_accents_case_and_punctuation_but_keeps_the_enye():
-    assert duplicates.normalise("¡Participación CIUDADANA, ya!  Año 2017…") == (
-        "participacion ciudadana ya año 2017"
-    )
-    assert duplicates.normalise("...") == ""
-
-
 def test_vectorised_signatures_equal_datasketch_minhash():
     texts = (LETTER, "agua", "dos palabras tres cuatro")
-    sets = [duplicates.shingle_hashes(duplicates.normalise(text)) for text in texts]
+    sets = [duplicates.shingle_hashes(fold(text)) for text in texts]
     assert [len(values) for values in sets] == [len(LETTER.split()) - 2, 1, 2]
     ours = duplicates.signatures(sets)
     for row, values in zip(ours, sets, strict=True):
@@ -41,8 +35,8 @@ def test_vectorised_signatures_equal_datasketch_minhash():
 
 def test_batch_normalising_and_hashing_equal_one_text_at_a_time():
     texts = [LETTER, "Año", "", "dos palabras", "uno dos tres", "¡Hola, MUNDO cruel y frío!"]
-    keys = duplicates.normalise_many(texts)
-    assert keys == [duplicates.normalise(text) for text in texts]
+    keys = fold_many(texts)
+    assert keys == [fold(text) for text in texts]
     keys = [key for key in keys if key]
     flat, counts = duplicates.shingle_hashes_many(keys)
     one_by_one = [duplicates.shingle_hashes(key) for key in keys]

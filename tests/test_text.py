@@ -69,3 +69,10 @@ def test_rendering_is_safe_from_many_threads_at_once():
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda t: str(text.render(t)), texts * 4))
     assert results == expected * 4
+
+
+def test_fold_lowers_case_and_folds_accents_and_punctuation_but_keeps_the_enye():
+    assert text.fold("¡Participación CIUDADANA, ya!  Año 2017…") == (
+        "participacion ciudadana ya año 2017"
+    )
+    assert text.fold("...") == ""

@@ -2,7 +2,18 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    inspect,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from forum import clock
@@ -10,6 +21,7 @@ from forum.accounts.models import User
 from forum.dbtypes import UTCDateTime
 from forum.errors import ConsultationNotOpen
 from forum.extensions import db
+from forum.text import search_texts
 
 OGP_VALUES = (
     "Transparencia",
@@ -19,6 +31,8 @@ OGP_VALUES = (
 )
 
 CHANNELS = {"web": "Foro virtual", "email": "Correo electrónico"}
+# What the moderation queue's free text searches, folded into Contribution.search_text.
+SEARCHED_FIELDS = ("body", "synthesis", "author_name")
 
 
 class Consultation(db.Model):
@@ -162,6 +176,14 @@ class Contribution(db.Model):
         Index("ix_contributions_draft_thread", "draft_id", "thread_root_id", "id"),
         Index("ix_contributions_consultation_received", "consultation_id", "received_at"),
         Index("ix_contributions_author_email", "author_email"),  # a sender's other mail
+        # The free-text filter's index on PostgreSQL; SQLite has an FTS5 table instead,
+        # which the models do not describe (see migration 0008_queue_text_search).
+        Index(
+            "ix_contributions_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -200,6 +222,9 @@ class Contribution(db.Model):
     response: Mapped[str] = mapped_column(Text, default="")
     group_id: Mapped[int | None] = mapped_column(ForeignKey("contribution_groups.id"), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # SEARCHED_FIELDS folded (forum.text.search_texts), kept up to date by the listener
+    # below; indexed by trigrams (migration 0008). Never shown, so not loaded with the row.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -224,3 +249,16 @@ class Contribution(db.Model):
     @property
     def channel_label(self) -> str:
         return CHANNELS.get(self.channel, self.channel)
+
+
+@event.listens_for(Contribution, "before_insert")
+@event.listens_for(Contribution, "before_update")
+def _fill_search_text(mapper, connection, contribution: Contribution) -> None:
+    """Refold `search_text` whenever a searched field is written, whoever writes it."""
+    state = inspect(contribution)
+    if state.persistent and not any(
+        state.attrs[name].history.has_changes() for name in SEARCHED_FIELDS
+    ):
+        return
+    fields = [getattr(contribution, name) or "" for name in SEARCHED_FIELDS]
+    contribution.search_text = search_texts([fields])[0]

@@ -10,7 +10,6 @@ A text's `fingerprints` entry (normalised-text hash and signature) can be stored
 """
 
 import hashlib
-import unicodedata
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,32 +18,16 @@ from itertools import chain
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
+from forum.text import fold_many
+
 NUM_PERM = 64
 SEED = 1
 SHINGLE_WORDS = 3
 THRESHOLD = 0.7  # estimated Jaccard similarity of the shingle sets
 _MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
-_ENYE = "\x01"  # stands for ñ while accents are folded (bodies hold no control characters)
-_SEPARATOR = "\x02"  # between texts normalised together
-# Byte table: digits, a-z and the two markers stay, everything else becomes a space.
-_KEPT = set(b"0123456789abcdefghijklmnopqrstuvwxyz\x01\x02")
-_WORD_BYTES = bytes(byte if byte in _KEPT else 32 for byte in range(256))
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
 _CHUNK_SHINGLES = 4_096  # rows of the (shingles x permutations) matrix per pass: cache-sized
-
-
-def normalise(text: str) -> str:
-    """Lower case, no accents (ñ kept), punctuation and spacing collapsed."""
-    return normalise_many([text])[0]
-
-
-def normalise_many(texts: Sequence[str]) -> list[str]:
-    """`normalise` for many texts at once: one pass of C string functions over all of them."""
-    joined = _SEPARATOR.join(texts).lower().replace("ñ", _ENYE)
-    folded = unicodedata.normalize("NFKD", joined).encode("ascii", "ignore")
-    words = folded.translate(_WORD_BYTES).decode("ascii").replace(_ENYE, "ñ")
-    return [" ".join(part.split()) for part in words.split(_SEPARATOR)]
 
 
 def shingle_hashes_many(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +122,7 @@ def text_hash(normalised: str) -> bytes:
 def fingerprints(texts: Sequence[str]) -> list[tuple[bytes, np.ndarray] | None]:
     """For each text, the hash of its normalised text and its MinHash signature (uint32),
     or None when it has no words. Identical normalised texts are signed once."""
-    keys = normalise_many(texts)
+    keys = fold_many(texts)
     distinct = list(dict.fromkeys(key for key in keys if key))
     if not distinct:
         return [None] * len(keys)

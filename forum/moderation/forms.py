@@ -33,7 +33,15 @@ class QueueFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Texto", validators=[Optional(), Length(max=200)])
+    q = StringField(
+        "Texto",
+        validators=[Optional(), Length(max=200)],
+        description=(
+            "Busca en el aporte, su síntesis y el nombre del remitente, sin distinguir "
+            "mayúsculas ni tildes; muestra los aportes que contienen todas las palabras. "
+            "Las de una o dos letras solo se buscan junto con otra más larga."
+        ),
+    )
     tema = SelectField("Tema", choices=[], validate_choice=False)
     borrador = SelectField("Borrador", choices=[], validate_choice=False)
     canal = SelectField("Canal", choices=ANY + choices(CHANNELS), validate_choice=False)

@@ -17,7 +17,9 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
+    bindparam,
     cast,
+    column,
     delete,
     exists,
     func,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    table,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -51,11 +54,17 @@ from forum.moderation.models import (
     Tag,
     contribution_tags,
 )
-from forum.text import normalise, slugify
+from forum.text import fold, normalise, slugify
 
 log = logging.getLogger(__name__)
 
 COUNT_CAP = 1_000  # the queue counts matches up to here, so a count never reads a million rows
+MIN_INDEXED_WORD = 3  # characters: a trigram index cannot find a shorter word
+# Above this many matches a free-text search walks the queue's order instead of reading the
+# index (1% of a million rows: 50 matches come within about 5,000 rows).
+INDEX_PROBE = 10_000
+# The FTS5 trigram index of contributions.search_text (SQLite only; migration 0008).
+search_index = table("contributions_search", column("rowid"), column("search_text"))
 
 # The seeded vocabulary: OGP values, the SMART criteria, and "fuera de alcance".
 SEED_TAGS = (
@@ -327,8 +336,64 @@ def _lima_midnight(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=clock.LIMA)
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def search_words(text: str) -> tuple[list[str], list[str]]:
+    """The user's words, folded as `Contribution.search_text` is: those a trigram index
+    finds (3 characters or more), and the shorter ones, which only narrow what those found.
+
+    Folding leaves letters, digits and spaces only, so no LIKE wildcard survives in a word.
+    """
+    words = list(dict.fromkeys(fold(text).split()))
+    indexed = [word for word in words if len(word) >= MIN_INDEXED_WORD]
+    return indexed, [word for word in words if len(word) < MIN_INDEXED_WORD]
+
+
+def _text_conditions(text: str) -> list:
+    """Every word, as a substring of the folded body, synthesis and sender name (AND).
+
+    Neither planner can tell a rare word from a common one well enough (SQLite never,
+    PostgreSQL not for texts over 1 kB, which its statistics leave out), and each choice
+    is slow for the other kind: reading every match from the index to show 50 (a second
+    or more for a word in half of a million rows), or walking the queue's order past
+    nearly every row for a rare word. So the index is read first, up to INDEX_PROBE + 1
+    rows: if that is all, those ids are the condition; if not, the words are common and
+    the queue's order is walked with a condition no index serves.
+
+    Short words alone are ignored (the queue page says so): no index can find them.
+    """
+    indexed, short = search_words(text)
+    if not indexed:
+        return []
+    ids = db.session.scalars(text_index_query(indexed, short).limit(INDEX_PROBE + 1)).all()
+    if len(ids) <= INDEX_PROBE:
+        return [Contribution.id.in_(ids)]
+    return [_position(Contribution.search_text, word) > 0 for word in indexed + short]
+
+
+def text_index_query(indexed: list[str], short: list[str]):
+    """The ids of the rows holding every word, as the trigram index finds them (FTS5 table
+    on SQLite, GIN index on PostgreSQL); short words are checked on the rows found."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return select(search_index.c.rowid).where(
+            *[_like(search_index.c.search_text, word) for word in indexed + short]
+        )
+    return select(Contribution.id).where(
+        *[_like(Contribution.search_text, word) for word in indexed],
+        *[_position(Contribution.search_text, word) > 0 for word in short],
+    )
+
+
+def _like(column, word: str):
+    """`column LIKE '%word%'`, the word written into the SQL itself: as a parameter, a
+    statement run often (psycopg prepares it on the 6th run) gets a generic plan, blind to
+    the word."""
+    return column.like(bindparam(None, f"%{word}%", literal_execute=True))
+
+
+def _position(column, word: str):
+    """Where `word` starts in `column` (0: absent); a function no index serves."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return func.instr(column, word)
+    return func.strpos(column, word)
 
 
 def queue_conditions(f: QueueFilter) -> list:
@@ -376,16 +441,7 @@ def queue_conditions(f: QueueFilter) -> list:
         where.append(c.group_id.is_not(None))
     elif f.grouped == "no":
         where.append(c.group_id.is_(None))
-    words = normalise(f.text)
-    if words:
-        pattern = f"%{_escape_like(words)}%"
-        where.append(
-            or_(
-                c.body.ilike(pattern, escape="\\"),
-                c.synthesis.ilike(pattern, escape="\\"),
-                c.author_name.ilike(pattern, escape="\\"),
-            )
-        )
+    where.extend(_text_conditions(f.text))
     return where
 
 
@@ -396,10 +452,11 @@ def queue_order(f: QueueFilter) -> list:
     return [Contribution.received_at.desc(), Contribution.id.desc()]
 
 
-def count_queue(f: QueueFilter, cap: int | None = None) -> tuple[int, bool]:
-    """How many contributions match, counted up to `cap`; and whether the cap was hit."""
+def count_queue(where: list, cap: int | None = None) -> tuple[int, bool]:
+    """How many contributions meet the queue's conditions, counted up to `cap`; and whether
+    the cap was hit."""
     cap = cap or COUNT_CAP
-    matches = select(Contribution.id).where(*queue_conditions(f)).limit(cap + 1).subquery()
+    matches = select(Contribution.id).where(*where).limit(cap + 1).subquery()
     total = db.session.scalar(select(func.count()).select_from(matches))
     return min(total, cap), total > cap
 
@@ -411,11 +468,15 @@ def _after(f: QueueFilter, cursor: tuple[datetime, int]):
 
 
 def page_query(
-    f: QueueFilter, page: int, per_page: int, cursor: tuple[datetime, int] | None = None
+    f: QueueFilter,
+    where: list,
+    page: int,
+    per_page: int,
+    cursor: tuple[datetime, int] | None = None,
 ):
-    """The ids of one page: after the cursor when there is one (cheap at any depth), else
-    by OFFSET."""
-    query = select(Contribution.id).where(*queue_conditions(f)).order_by(*queue_order(f))
+    """The ids of one page of the rows meeting `where`: after the cursor when there is one
+    (cheap at any depth), else by OFFSET."""
+    query = select(Contribution.id).where(*where).order_by(*queue_order(f))
     if cursor is not None:
         return query.where(_after(f, cursor)).limit(per_page)
     return query.limit(per_page).offset((max(1, page) - 1) * per_page)
@@ -432,9 +493,10 @@ def filter_queue(
     "Siguiente" passes the last row's (received_at, id) as `cursor`, so a deep page costs
     what the first one does; a page number alone is served by OFFSET.
     """
-    total, capped = count_queue(f)
+    where = queue_conditions(f)  # once: on SQLite the free text asks its index here
+    total, capped = count_queue(where)
     page = max(1, page)
-    ids = list(db.session.scalars(page_query(f, page, per_page, cursor)))
+    ids = list(db.session.scalars(page_query(f, where, page, per_page, cursor)))
     items = []
     if ids:
         loaded = db.session.scalars(

@@ -87,11 +87,13 @@ def queue():
             extra["despues"] = page.next_cursor  # keyset: as cheap as the first page
         return url_for("moderation.queue") + "?" + urlencode({**args, **extra})
 
+    text = (form.q.data or "").strip()
     return render_template(
         "moderation/queue.html",
         form=form,
         bulk=bulk,
         queue=page,
+        text_ignored=text if text and not services.search_words(text)[0] else "",
         page_url=page_url,
         dispositions=DISPOSITIONS,
         hide_reasons=HIDE_REASONS,

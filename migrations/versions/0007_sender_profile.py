@@ -1,7 +1,7 @@
 """sender profile: organisation, type and region of e-mail senders without an account
 
-Revision ID: 0008_sender_profile
-Revises: 0007_export_jobs
+Revision ID: 0007_sender_profile
+Revises: 0006_export_jobs
 Create Date: 2026-11-22 09:46:29.739745
 
 A moderator records what an e-mail's signature says of a sender without an account, so
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0008_sender_profile'
-down_revision = '0007_export_jobs'
+revision = '0007_sender_profile'
+down_revision = '0006_export_jobs'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """export jobs: large files prepared in the background, with progress and checksum
 
-Revision ID: 0007_export_jobs
-Revises: 0006_duplicate_signatures
+Revision ID: 0006_export_jobs
+Revises: 0005_duplicate_signatures
 Create Date: 2026-11-22 09:40:30.070696
 
 An XLSX or data package with more than EXPORT_DIRECT_MAX_ROWS rows is built in the
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0007_export_jobs'
-down_revision = '0006_duplicate_signatures'
+revision = '0006_export_jobs'
+down_revision = '0005_duplicate_signatures'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """duplicate signatures: each contribution's MinHash signature and normalised-text hash, per text version
 
-Revision ID: 0006_duplicate_signatures
+Revision ID: 0005_duplicate_signatures
 Revises: 0004_moderation_queue_indexes
 Create Date: 2026-11-22 09:50:00.000000
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0006_duplicate_signatures'
+revision = '0005_duplicate_signatures'
 down_revision = '0004_moderation_queue_indexes'
 branch_labels = None
 depends_on = None

@@ -143,6 +143,7 @@ def load(rows: int) -> dict:
             if i % 50 == 0:
                 body += " ocasional"  # 2% of the rows
             author_name = "Remitente" if email else ""
+            described = email and rng.random() < 0.5  # a moderator read half the signatures
             # As the app fills it (the listener on Contribution), from the same function.
             search_text = search_texts([(body, "", author_name)])[0]
             yield (
@@ -170,6 +171,8 @@ def load(rows: int) -> dict:
                 0,
                 f"k{i}",
                 search_text,
+                rng.choice(org_types) if described else "",
+                rng.choice(regions) if described else "",
             )
 
     bulk_load(
@@ -199,6 +202,8 @@ def load(rows: int) -> dict:
             "depth",
             "idempotency_key",
             "search_text",
+            "sender_organisation_type",
+            "sender_region",
         ],
         contributions(),
     )

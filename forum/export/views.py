@@ -70,8 +70,9 @@ def _download(fmt: str, audience: Audience, prefix: str):
         stream = services.stream_csv if fmt == "csv" else services.stream_json
         chunks = stream(consultation, filters, audience, _actor())
         return Response(stream_with_context(chunks), content_type=MEDIA_TYPES[fmt], headers=headers)
-    if _needs_job(consultation, filters):
-        return _prepare_page(fmt, consultation, filters)
+    rows = count_rows(consultation, filters)
+    if rows > current_app.config["EXPORT_DIRECT_MAX_ROWS"]:
+        return _prepare_page(fmt, rows)
     if fmt == "zip":
         return _spooled(
             lambda path: services.write_datapackage(path, consultation, filters, _actor()),
@@ -85,17 +86,13 @@ def _download(fmt: str, audience: Audience, prefix: str):
     )
 
 
-def _needs_job(consultation, filters) -> bool:
-    """Too many rows to build the file while the browser waits (a proxy would time out)."""
-    return count_rows(consultation, filters) > current_app.config["EXPORT_DIRECT_MAX_ROWS"]
-
-
-def _prepare_page(kind: str, consultation, filters):
-    """The page that offers to prepare the file in the background (a POST to this address)."""
+def _prepare_page(kind: str, rows: int):
+    """Too many rows to build the file while the browser waits (a proxy would time out):
+    a page that offers to prepare it in the background (a POST to this address)."""
     return render_template(
         "export/prepare.html",
         kind_label=JOB_KINDS[kind],
-        count=count_rows(consultation, filters),
+        count=rows,
         action=request.full_path.rstrip("?"),
         keep_hours=current_app.config["EXPORT_JOB_KEEP_HOURS"],
     )
@@ -321,8 +318,9 @@ def institution_pack(slug: str):
     institution = services.find_institution(consultation, slug)
     filename = f"aportes-{institution.slug}.xlsx"
     headers = _headers(consultation, filters, Audience.INSTITUTION, filename)
-    if _needs_job(consultation, services.pack_filters(filters, institution)):
-        return _prepare_page("pack", consultation, services.pack_filters(filters, institution))
+    rows = count_rows(consultation, services.pack_filters(filters, institution))
+    if rows > current_app.config["EXPORT_DIRECT_MAX_ROWS"]:
+        return _prepare_page("pack", rows)
     return _spooled(
         lambda path: services.write_institution_pack(
             path, consultation, institution, filters, _actor()

@@ -223,24 +223,24 @@ def _watch(app, job_id: int, process: subprocess.Popen, part: str) -> None:
         return
     _remove(part)
     with app.app_context():
-        with db.engine.begin() as connection:
-            connection.execute(
-                update(ExportJob)
-                .where(ExportJob.id == job_id, ExportJob.status.in_(("pending", "running")))
-                .values(
-                    status="failed",
-                    finished_at=clock.now(),
-                    error="No se pudo preparar el archivo: el proceso de la exportación terminó "
-                    f"con el código {process.returncode}. Vuelve a pedirlo; si se repite, avisa "
-                    "al equipo técnico.",
-                )
-            )
+        _record(
+            job_id,
+            ExportJob.status.in_(("pending", "running")),  # it recorded no outcome
+            status="failed",
+            finished_at=clock.now(),
+            error="No se pudo preparar el archivo: el proceso de la exportación terminó con el "
+            f"código {process.returncode}. Vuelve a pedirlo; si se repite, avisa al equipo "
+            "técnico.",
+        )
 
 
-def _record(job_id: int, **values) -> None:
-    """Update a job in a short transaction of its own, apart from the session's."""
+def _record(job_id: int, *conditions, **values) -> None:
+    """Update a job (if `conditions` hold) in a short transaction of its own, apart from
+    the session's."""
     with db.engine.begin() as connection:
-        connection.execute(update(ExportJob).where(ExportJob.id == job_id).values(**values))
+        connection.execute(
+            update(ExportJob).where(ExportJob.id == job_id, *conditions).values(**values)
+        )
 
 
 class _Progress:

@@ -70,20 +70,20 @@ def _download(fmt: str, audience: Audience, prefix: str):
         stream = services.stream_csv if fmt == "csv" else services.stream_json
         chunks = stream(consultation, filters, audience, _actor())
         return Response(stream_with_context(chunks), content_type=MEDIA_TYPES[fmt], headers=headers)
-    rows = count_rows(consultation, filters)
+
+    def write(path):
+        if fmt == "zip":
+            return services.write_datapackage(path, consultation, filters, _actor())
+        return services.write_xlsx(path, consultation, filters, audience, _actor())
+
+    return _file_or_job(fmt, count_rows(consultation, filters), write, headers)
+
+
+def _file_or_job(kind: str, rows: int, write, headers: dict):
+    """Small files are written and sent at once; larger ones are offered as a job."""
     if rows > current_app.config["EXPORT_DIRECT_MAX_ROWS"]:
-        return _prepare_page(fmt, rows)
-    if fmt == "zip":
-        return _spooled(
-            lambda path: services.write_datapackage(path, consultation, filters, _actor()),
-            fmt,
-            headers,
-        )
-    return _spooled(
-        lambda path: services.write_xlsx(path, consultation, filters, audience, _actor()),
-        fmt,
-        headers,
-    )
+        return _prepare_page(kind, rows)
+    return _spooled(write, jobs.EXTENSIONS[kind], headers)
 
 
 def _prepare_page(kind: str, rows: int):
@@ -319,15 +319,11 @@ def institution_pack(slug: str):
     filename = f"aportes-{institution.slug}.xlsx"
     headers = _headers(consultation, filters, Audience.INSTITUTION, filename)
     rows = count_rows(consultation, services.pack_filters(filters, institution))
-    if rows > current_app.config["EXPORT_DIRECT_MAX_ROWS"]:
-        return _prepare_page("pack", rows)
-    return _spooled(
-        lambda path: services.write_institution_pack(
-            path, consultation, institution, filters, _actor()
-        ),
-        "xlsx",
-        headers,
-    )
+
+    def write(path):
+        return services.write_institution_pack(path, consultation, institution, filters, _actor())
+
+    return _file_or_job("pack", rows, write, headers)
 
 
 @bp.post("/secretaria/entidades/<slug>.xlsx")

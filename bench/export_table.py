@@ -54,6 +54,7 @@ def build(url: str, rows: int) -> None:
     from flask_migrate import upgrade
     from sqlalchemy import insert, text
 
+    from bench._moderation_db import bulk_load
     from forum.accounts.models import User
     from forum.consultation.models import Consultation, Draft, Theme
     from forum.extensions import db
@@ -191,32 +192,7 @@ def build(url: str, rows: int) -> None:
             )
 
         started = time.perf_counter()
-        if url.startswith("postgresql"):
-            raw = db.engine.raw_connection()
-            try:
-                with (
-                    raw.cursor() as cursor,
-                    cursor.copy(f"COPY contributions ({', '.join(columns)}) FROM STDIN") as copy,
-                ):
-                    for n in range(1, rows + 1):
-                        copy.write_row(record(n))
-                raw.commit()
-            finally:
-                raw.close()
-        else:
-            statement = text(
-                f"INSERT INTO contributions ({', '.join(columns)}) "
-                f"VALUES ({', '.join(':' + c for c in columns)})"
-            )
-            with db.engine.begin() as connection:
-                batch = []
-                for n in range(1, rows + 1):
-                    batch.append(dict(zip(columns, record(n), strict=True)))
-                    if len(batch) == 20_000:
-                        connection.execute(statement, batch)
-                        batch = []
-                if batch:
-                    connection.execute(statement, batch)
+        bulk_load("contributions", columns, (record(n) for n in range(1, rows + 1)))
         print(f"  inserted {rows:,} contributions in {time.perf_counter() - started:.1f} s")
 
 
